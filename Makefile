@@ -1,0 +1,37 @@
+# The two commands of README.rst: `make run` and `make test`. Both create a virtual
+# environment on first use and install the project into it from PyPI.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PYTEST_ARGS ?=
+
+.PHONY: run test lint bench account wsdl clean
+
+$(VENV)/.installed: setup.py setup.cfg
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test]'
+	touch $@
+
+run: $(VENV)/.installed
+	$(BIN)/soapservice serve
+
+account: $(VENV)/.installed
+	$(BIN)/soapservice account add $(NAME)
+
+test: $(VENV)/.installed
+	$(BIN)/ruff check soapservice tests bench
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: $(VENV)/.installed
+	$(BIN)/ruff check soapservice tests bench
+
+wsdl: $(VENV)/.installed
+	$(BIN)/soapservice wsdl > wsdl/soapservice.wsdl
+	$(BIN)/soapservice wsdl --soap12 > wsdl/soapservice12.wsdl
+
+bench: $(VENV)/.installed
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf $(VENV) .venv-* *.egg-info

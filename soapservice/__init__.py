@@ -1,0 +1,3 @@
+"""soapservice: a self-hosted webhook sender with the legacy platform's SOAP API."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,3 @@
+from soapservice.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,134 @@
+"""The ``soapservice`` command: serve, account, wsdl, emit, notifications, deliveries."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import logging
+import signal
+import sys
+
+from soapservice import __version__
+from soapservice.config import ConfigError, load_settings
+
+
+def _settings():
+    try:
+        return load_settings()
+    except ConfigError as exc:
+        raise SystemExit(f"soapservice: configuration error: {exc}") from None
+
+
+def _open_store(settings):
+    from soapservice import store
+    store.open_store(settings.database_url)
+
+
+def _read_password(prompt_twice: bool = True) -> str:
+    if sys.stdin.isatty():
+        password = getpass.getpass("Password: ")
+        if prompt_twice and getpass.getpass("Repeat password: ") != password:
+            raise SystemExit("soapservice: passwords do not match")
+    else:
+        password = sys.stdin.readline().rstrip("\r\n")
+    if not password:
+        raise SystemExit("soapservice: empty password refused")
+    return password
+
+
+def cmd_serve(args) -> int:
+    settings = _settings()
+    if args.no_delivery:
+        settings = settings.replace(delivery_enabled=False)
+    if args.port is not None:
+        settings = settings.replace(port=args.port)
+    from twisted.internet import reactor
+    from twisted.python import log as twisted_log
+
+    from soapservice.server import make_service
+
+    logging.basicConfig(level=logging.INFO, stream=sys.stdout,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    twisted_log.PythonLoggingObserver("twisted").start()
+    top = make_service(settings, reactor)
+    top.startService()
+    port = top.web._port.getHost().port
+    print(f"soapservice {__version__} listening on http://{settings.host}:{port}/ "
+          f"(WSDL: {settings.base_url}/soap?wsdl, store: {settings.database_url})", flush=True)
+    from soapservice.store import accounts
+    if not accounts.all_accounts():
+        print("no accounts yet: add one with `soapservice account add USER` "
+              "(or `make account USER=name`)", flush=True)
+    reactor.addSystemEventTrigger("before", "shutdown", top.stopService)
+    signal.signal(signal.SIGTERM, lambda *_: reactor.callFromThread(reactor.stop))
+    reactor.run(installSignalHandlers=False)
+    return 0
+
+
+def cmd_account(args) -> int:
+    settings = _settings()
+    _open_store(settings)
+    from soapservice import auth
+    from soapservice.store import accounts
+    if args.action == "add":
+        if accounts.find(args.user) is not None:
+            raise SystemExit(f"soapservice: account {args.user!r} exists")
+        if not args.user or len(args.user) > 255:
+            raise SystemExit("soapservice: user name must be 1 to 255 characters")
+        accounts.add(args.user, auth.hash_password(_read_password()), args.email)
+        print(f"account {args.user} added")
+    elif args.action == "passwd":
+        if accounts.find(args.user) is None:
+            raise SystemExit(f"soapservice: no account {args.user!r}")
+        accounts.set_password(args.user, auth.hash_password(_read_password()))
+        print(f"password of {args.user} changed")
+    elif args.action == "remove":
+        if not accounts.remove(args.user):
+            raise SystemExit(f"soapservice: no account {args.user!r}")
+        print(f"account {args.user} removed")
+    else:
+        for account in accounts.all_accounts():
+            print(f"{account.username}\t{account.email or '-'}")
+    return 0
+
+
+def cmd_wsdl(args) -> int:
+    settings = _settings()
+    from soapservice.api import WebhookAPI
+    from soapservice.soap.apps import wsdl_document
+    path = "soap12" if args.soap12 else "soap"
+    document = wsdl_document(WebhookAPI(settings), "1.2" if args.soap12 else "1.1",
+                             f"{settings.base_url}/{path}")
+    sys.stdout.buffer.write(document)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="soapservice", description=__doc__)
+    parser.add_argument("--version", action="version", version=__version__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the API and the delivery loop")
+    serve.add_argument("--port", type=int, help="override SOAPSERVICE_PORT")
+    serve.add_argument("--no-delivery", action="store_true", help="API only, no delivery loop")
+    serve.set_defaults(func=cmd_serve)
+
+    account = sub.add_parser("account", help="manage accounts")
+    acc = account.add_subparsers(dest="action", required=True)
+    add = acc.add_parser("add", help="add an account (password from prompt or stdin)")
+    add.add_argument("user")
+    add.add_argument("--email")
+    for name in ("passwd", "remove"):
+        acc.add_parser(name).add_argument("user")
+    acc.add_parser("list")
+    account.set_defaults(func=cmd_account)
+
+    wsdl = sub.add_parser("wsdl", help="print the served WSDL")
+    wsdl.add_argument("--soap12", action="store_true")
+    wsdl.set_defaults(func=cmd_wsdl)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args)

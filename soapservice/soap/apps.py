@@ -1,0 +1,31 @@
+"""Spyne applications (SOAP 1.1 and 1.2) over the one service, as WSGI apps."""
+
+from spyne import Application
+from spyne.protocol.soap import Soap11, Soap12
+from spyne.server.wsgi import WsgiApplication
+
+from soapservice.soap.service import WebHookService
+from soapservice.soap.types import NAMESPACE
+
+SERVICE_NAME = "WebHookService"
+
+
+def build_application(api, soap_version: str = "1.1") -> Application:
+    protocol = Soap12 if soap_version == "1.2" else Soap11
+    app = Application([WebHookService], tns=NAMESPACE, name=SERVICE_NAME,
+                      in_protocol=protocol(validator=None), out_protocol=protocol())
+    app.event_manager.add_listener("method_call", lambda ctx: setattr(ctx, "udc", api))
+    return app
+
+
+def build_wsgi(api, soap_version: str, address: str, max_body_bytes: int) -> WsgiApplication:
+    """A WSGI app whose WSDL names ``address`` (the public URL), never the Host header."""
+    wsgi = WsgiApplication(build_application(api, soap_version),
+                           max_content_length=max_body_bytes)
+    wsgi.doc.wsdl11.build_interface_document(address)
+    wsgi._wsdl = wsgi.doc.wsdl11.get_interface_document()
+    return wsgi
+
+
+def wsdl_document(api, soap_version: str, address: str) -> bytes:
+    return build_wsgi(api, soap_version, address, 1 << 20)._wsdl

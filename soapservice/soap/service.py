@@ -1,0 +1,81 @@
+"""The four operations as a Spyne service: validate nothing here, translate only.
+
+The core (:class:`soapservice.api.WebhookAPI`) is reached through ``ctx.udc``, set by
+the application builder, so one service class serves every endpoint.
+"""
+
+from spyne import ServiceBase, rpc
+
+from soapservice.soap import types as t
+
+
+def _client_address(ctx) -> str:
+    req = getattr(ctx.transport, "req", None) or {}
+    return req.get("REMOTE_ADDR", "-") if isinstance(req, dict) else "-"
+
+
+def _to_spyne(envelope, result_cls, item=None):
+    result = envelope.result
+    if result is not None and item is not None:
+        result = [item(**r) for r in result] if isinstance(result, list) else item(**result)
+    return result_cls(error=int(envelope.error), message=envelope.message, result=result)
+
+
+# .NET generators unwrap only when the message part is named "parameters".
+_WRAP = {"_wsdl_part_name": "parameters"}
+
+
+class WebHookService(ServiceBase):
+    @rpc(t.Required, t.Required, t.Required, t.Required, t.Required,
+         _args=("username", "password", "app", "event", "url"),
+         _returns=t.CreateWebHookResult.customize(min_occurs=1, nillable=False), _out_variable_name="CreateWebHookResult", **_WRAP)
+    def CreateWebHook(ctx, username, password, app, event, url):
+        env = ctx.udc.create_webhook(username, password, app, event, url,
+                                     address=_client_address(ctx))
+        return _to_spyne(env, t.CreateWebHookResult, t.WebHook)
+
+    @rpc(t.Required, t.Required, t.Optional, t.Optional,
+         _args=("username", "password", "app", "event"),
+         _returns=t.GetWebHooksResult.customize(min_occurs=1, nillable=False), _out_variable_name="GetWebHooksResult", **_WRAP)
+    def GetWebHooks(ctx, username, password, app, event):
+        env = ctx.udc.get_webhooks(username, password, app, event,
+                                   address=_client_address(ctx))
+        return _to_spyne(env, t.GetWebHooksResult, t.WebHook)
+
+    @rpc(t.Required, t.Required, t.RequiredInt, t.OptionalInt,
+         _args=("username", "password", "webhookId", "replayEvents"),
+         _returns=t.ActivateWebHookResult.customize(min_occurs=1, nillable=False), _out_variable_name="ActivateWebHookResult",
+         **_WRAP)
+    def ActivateWebHook(ctx, username, password, webhookId, replayEvents):
+        env = ctx.udc.activate_webhook(username, password, webhookId, replayEvents,
+                                       address=_client_address(ctx))
+        return _to_spyne(env, t.ActivateWebHookResult, t.ActivatedWebHook)
+
+    @rpc(t.Required, t.Required, t.RequiredInt,
+         _args=("username", "password", "webhookId"),
+         _returns=t.DeleteWebHookByIdResult.customize(min_occurs=1, nillable=False), _out_variable_name="DeleteWebHookByIdResult",
+         **_WRAP)
+    def DeleteWebHookById(ctx, username, password, webhookId):
+        env = ctx.udc.delete_webhook(username, password, webhookId,
+                                     address=_client_address(ctx))
+        return _to_spyne(env, t.DeleteWebHookByIdResult)
+
+
+# Operation name -> WebhookAPI method. Parameter names are the API's keyword names.
+OPERATIONS = {
+    "CreateWebHook": "create_webhook",
+    "GetWebHooks": "get_webhooks",
+    "ActivateWebHook": "activate_webhook",
+    "DeleteWebHookById": "delete_webhook",
+}
+
+
+def parameter_names(operation: str) -> list[str]:
+    """The operation's parameters in WSDL order, read from the Spyne definition."""
+    descriptor = WebHookService.public_methods[operation]
+    return list(descriptor.in_message._type_info.keys())
+
+
+def parameter_types(operation: str) -> list[tuple[str, object]]:
+    descriptor = WebHookService.public_methods[operation]
+    return list(descriptor.in_message._type_info.items())

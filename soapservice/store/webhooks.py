@@ -1,0 +1,96 @@
+"""Webhook rows and the operations the SOAP API performs on them."""
+
+from __future__ import annotations
+
+import time
+
+from peewee import fn
+
+from soapservice.models import BUFFERED, PENDING, Delivery, Webhook, db
+
+
+class LimitReached(Exception):
+    """The account already has as many webhooks as it may."""
+
+
+def create(account_id: int, app: str, event: str, url: str, secret: str,
+           limit: int) -> Webhook:
+    with db.atomic():
+        count = Webhook.select().where(Webhook.account == account_id).count()
+        if count >= limit:
+            raise LimitReached(limit)
+        return Webhook.create(account=account_id, app=app, event=event, url=url,
+                              secret=secret, active=True, created_at=time.time())
+
+
+def listing(account_id: int, app: str | None = None,
+            event: str | None = None) -> list[tuple[Webhook, int]]:
+    """The account's webhooks (oldest first) with their buffered-event counts."""
+    query = Webhook.select().where(Webhook.account == account_id)
+    if app is not None:
+        query = query.where(Webhook.app == app)
+    if event is not None:
+        query = query.where(Webhook.event == event)
+    hooks = list(query.order_by(Webhook.id))
+    return [(hook, count) for hook, count in zip(hooks, buffered_counts(hooks))]
+
+
+def buffered_counts(hooks: list[Webhook]) -> list[int]:
+    inactive = [h.id for h in hooks if not h.active]
+    counts: dict[int, int] = {}
+    if inactive:
+        rows = (Delivery.select(Delivery.webhook, fn.COUNT(Delivery.id))
+                .where(Delivery.webhook.in_(inactive), Delivery.state == BUFFERED)
+                .group_by(Delivery.webhook).tuples())
+        counts = dict(rows)
+    return [counts.get(h.id, 0) for h in hooks]
+
+
+def get(account_id: int, webhook_id: int) -> Webhook | None:
+    return Webhook.get_or_none((Webhook.id == webhook_id) & (Webhook.account == account_id))
+
+
+def get_by_id(webhook_id: int) -> Webhook | None:
+    return Webhook.get_or_none(Webhook.id == webhook_id)
+
+
+def activate(account_id: int, webhook_id: int, replay: bool,
+             now: float | None = None) -> tuple[Webhook, int] | None:
+    """Make the webhook active with a clean failure count.
+
+    With ``replay`` its buffered deliveries become due now, in their order (they keep
+    their event sequence, so they go before newer events of the same subscriber);
+    without it the buffer is discarded. Returns (webhook, replayed count), or None when
+    the account has no such webhook. An active webhook is left as it is.
+    """
+    now = time.time() if now is None else now
+    with db.atomic():
+        hook = get(account_id, webhook_id)
+        if hook is None:
+            return None
+        if hook.active:
+            return hook, 0
+        buffered = (Delivery.webhook == hook.id) & (Delivery.state == BUFFERED)
+        if replay:
+            replayed = (Delivery.update(state=PENDING, attempts=0, next_at=now,
+                                        lease_owner=None, lease_token=None,
+                                        lease_until=None)
+                        .where(buffered).execute())
+        else:
+            Delivery.delete().where(buffered).execute()
+            replayed = 0
+        Webhook.update(active=True, failure_count=0, deactivated_at=None).where(
+            Webhook.id == hook.id).execute()
+        hook = Webhook.get_by_id(hook.id)
+        return hook, replayed
+
+
+def delete(account_id: int, webhook_id: int) -> bool:
+    """Remove the webhook and every undelivered delivery of it."""
+    with db.atomic():
+        hook = get(account_id, webhook_id)
+        if hook is None:
+            return False
+        Delivery.delete().where(Delivery.webhook == hook.id).execute()
+        hook.delete_instance()
+        return True

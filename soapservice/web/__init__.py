@@ -1,0 +1,1 @@
+"""twisted.web resources: the tree that ``soapservice serve`` answers with."""
