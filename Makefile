@@ -26,9 +26,14 @@ test: $(VENV)/.installed
 lint: $(VENV)/.installed
 	$(BIN)/ruff check soapservice tests bench
 
+# The committed WSDLs name the default address; tests/test_wsdl.py fails when they drift.
+WSDL_BASE_URL := http://127.0.0.1:8080
 wsdl: $(VENV)/.installed
-	$(BIN)/soapservice wsdl > wsdl/soapservice.wsdl
-	$(BIN)/soapservice wsdl --soap12 > wsdl/soapservice12.wsdl
+	mkdir -p wsdl
+	$(BIN)/soapservice wsdl --base-url $(WSDL_BASE_URL) > wsdl/soapservice.wsdl.tmp
+	$(BIN)/soapservice wsdl --soap12 --base-url $(WSDL_BASE_URL) > wsdl/soapservice12.wsdl.tmp
+	mv wsdl/soapservice.wsdl.tmp wsdl/soapservice.wsdl
+	mv wsdl/soapservice12.wsdl.tmp wsdl/soapservice12.wsdl
 
 bench: $(VENV)/.installed
 	$(BIN)/python -m bench

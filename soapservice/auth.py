@@ -26,8 +26,8 @@ SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**15, 8, 1
 def hash_password(password: str, *, n: int = SCRYPT_N) -> str:
     salt = os.urandom(16)
     digest = _scrypt(password, salt, n, SCRYPT_R, SCRYPT_P)
-    return "scrypt${}${}${}${}${}".format(
-        n, SCRYPT_R, SCRYPT_P, base64.b64encode(salt).decode(), base64.b64encode(digest).decode())
+    salt64, digest64 = base64.b64encode(salt).decode(), base64.b64encode(digest).decode()
+    return f"scrypt${n}${SCRYPT_R}${SCRYPT_P}${salt64}${digest64}"
 
 
 def _scrypt(password: str, salt: bytes, n: int, r: int, p: int) -> bytes:

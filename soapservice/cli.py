@@ -97,8 +97,9 @@ def cmd_wsdl(args) -> int:
     from soapservice.api import WebhookAPI
     from soapservice.soap.apps import wsdl_document
     path = "soap12" if args.soap12 else "soap"
+    base = (args.base_url or settings.base_url).rstrip("/")
     document = wsdl_document(WebhookAPI(settings), "1.2" if args.soap12 else "1.1",
-                             f"{settings.base_url}/{path}")
+                             f"{base}/{path}")
     sys.stdout.buffer.write(document)
     return 0
 
@@ -124,7 +125,9 @@ def build_parser() -> argparse.ArgumentParser:
     account.set_defaults(func=cmd_account)
 
     wsdl = sub.add_parser("wsdl", help="print the served WSDL")
-    wsdl.add_argument("--soap12", action="store_true")
+    wsdl.add_argument("--soap12", action="store_true", help="the SOAP 1.2 WSDL (/soap12)")
+    wsdl.add_argument("--base-url", help="address named in the WSDL (default: "
+                      "SOAPSERVICE_PUBLIC_URL, else http://HOST:PORT)")
     wsdl.set_defaults(func=cmd_wsdl)
     return parser
 

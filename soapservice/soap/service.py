@@ -21,14 +21,18 @@ def _to_spyne(envelope, result_cls, item=None):
     return result_cls(error=int(envelope.error), message=envelope.message, result=result)
 
 
-# .NET generators unwrap only when the message part is named "parameters".
-_WRAP = {"_wsdl_part_name": "parameters"}
+def _returns(operation: str) -> dict:
+    """One mandatory ``<OpResult>`` holding error, message and result (SPEC §1); .NET
+    generators unwrap only when the message part is named "parameters"."""
+    result = getattr(t, operation + "Result").customize(min_occurs=1, nillable=False)
+    return {"_returns": result, "_out_variable_name": operation + "Result",
+            "_wsdl_part_name": "parameters"}
 
 
 class WebHookService(ServiceBase):
     @rpc(t.Required, t.Required, t.Required, t.Required, t.Required,
          _args=("username", "password", "app", "event", "url"),
-         _returns=t.CreateWebHookResult.customize(min_occurs=1, nillable=False), _out_variable_name="CreateWebHookResult", **_WRAP)
+         **_returns("CreateWebHook"))
     def CreateWebHook(ctx, username, password, app, event, url):
         env = ctx.udc.create_webhook(username, password, app, event, url,
                                      address=_client_address(ctx))
@@ -36,7 +40,7 @@ class WebHookService(ServiceBase):
 
     @rpc(t.Required, t.Required, t.Optional, t.Optional,
          _args=("username", "password", "app", "event"),
-         _returns=t.GetWebHooksResult.customize(min_occurs=1, nillable=False), _out_variable_name="GetWebHooksResult", **_WRAP)
+         **_returns("GetWebHooks"))
     def GetWebHooks(ctx, username, password, app, event):
         env = ctx.udc.get_webhooks(username, password, app, event,
                                    address=_client_address(ctx))
@@ -44,8 +48,7 @@ class WebHookService(ServiceBase):
 
     @rpc(t.Required, t.Required, t.RequiredInt, t.OptionalInt,
          _args=("username", "password", "webhookId", "replayEvents"),
-         _returns=t.ActivateWebHookResult.customize(min_occurs=1, nillable=False), _out_variable_name="ActivateWebHookResult",
-         **_WRAP)
+         **_returns("ActivateWebHook"))
     def ActivateWebHook(ctx, username, password, webhookId, replayEvents):
         env = ctx.udc.activate_webhook(username, password, webhookId, replayEvents,
                                        address=_client_address(ctx))
@@ -53,8 +56,7 @@ class WebHookService(ServiceBase):
 
     @rpc(t.Required, t.Required, t.RequiredInt,
          _args=("username", "password", "webhookId"),
-         _returns=t.DeleteWebHookByIdResult.customize(min_occurs=1, nillable=False), _out_variable_name="DeleteWebHookByIdResult",
-         **_WRAP)
+         **_returns("DeleteWebHookById"))
     def DeleteWebHookById(ctx, username, password, webhookId):
         env = ctx.udc.delete_webhook(username, password, webhookId,
                                      address=_client_address(ctx))

@@ -67,7 +67,8 @@ class GetWebHooksResult(_Typed):
 
 
 class ActivateWebHookResult(_Typed):
-    _type_info = [_ERROR, _MESSAGE, ("result", ActivatedWebHook.customize(min_occurs=0, nillable=False))]
+    _type_info = [_ERROR, _MESSAGE,
+                  ("result", ActivatedWebHook.customize(min_occurs=0, nillable=False))]
 
 
 class DeleteWebHookByIdResult(_Typed):

@@ -32,7 +32,7 @@ def listing(account_id: int, app: str | None = None,
     if event is not None:
         query = query.where(Webhook.event == event)
     hooks = list(query.order_by(Webhook.id))
-    return [(hook, count) for hook, count in zip(hooks, buffered_counts(hooks))]
+    return [(hook, count) for hook, count in zip(hooks, buffered_counts(hooks), strict=True)]
 
 
 def buffered_counts(hooks: list[Webhook]) -> list[int]:
