@@ -97,6 +97,17 @@ def parse_schedule(raw: str, name: str = "SOAPSERVICE_RETRY_SCHEDULE") -> tuple[
     return values
 
 
+def parse_cidrs(raw: str, name: str = "SOAPSERVICE_ALLOWED_TARGET_CIDRS") -> tuple[str, ...]:
+    import ipaddress
+    cidrs = tuple(c.strip() for c in raw.split(",") if c.strip())
+    for cidr in cidrs:
+        try:
+            ipaddress.ip_network(cidr, strict=False)
+        except ValueError:
+            raise ConfigError(f"{name}: {cidr!r} is not an IP address or CIDR range") from None
+    return cidrs
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Read the settings from ``env`` (default: ``os.environ``)."""
     env = os.environ if env is None else env
@@ -114,7 +125,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         delivery_timeout_sec=_number(env, "SOAPSERVICE_DELIVERY_TIMEOUT",
                                      Settings.delivery_timeout_sec, float, 0.001),
         allow_private_targets=_flag(env, "SOAPSERVICE_ALLOW_PRIVATE_TARGETS"),
-        allowed_target_cidrs=tuple(c.strip() for c in cidrs.split(",") if c.strip()),
+        allowed_target_cidrs=parse_cidrs(cidrs),
         ingest_token=env.get("SOAPSERVICE_INGEST_TOKEN") or None,
         smtp_url=env.get("SOAPSERVICE_SMTP_URL") or None,
         mail_from=env.get("SOAPSERVICE_MAIL_FROM") or Settings.mail_from,
