@@ -1,7 +1,10 @@
 """Spyne applications (SOAP 1.1 and 1.2) over the one service, as WSGI apps."""
 
+import logging
+
 from lxml import etree
 from spyne import Application
+from spyne.error import Fault
 from spyne.protocol.soap import Soap11, Soap12
 from spyne.server.wsgi import WsgiApplication
 
@@ -11,8 +14,63 @@ from soapservice.soap.types import NAMESPACE
 SERVICE_NAME = "WebHookService"
 
 
+class _ClientErrorsBriefly(logging.Filter):
+    """Spyne logs every client fault with a traceback at ERROR and, for unparsable XML,
+    the whole request (passwords included) at ERROR. Bad input is the client's
+    business: one INFO line with the fault, never the request body."""
+
+    def filter(self, record):
+        if record.name.endswith(".invalid"):
+            return False
+        exc = record.exc_info[1] if record.exc_info else record.msg
+        code = getattr(exc, "faultcode", "") or ""
+        if code == "Client" or code.startswith("Client."):
+            record.levelno, record.levelname = logging.INFO, "INFO"
+            record.msg, record.args = "client fault %s: %s", (code, exc.faultstring)
+            record.exc_info = record.exc_text = None
+        return True
+
+
+for _name in ("spyne.protocol.soap.soap11.invalid", "spyne.protocol.soap.soap12.invalid",
+              "spyne.protocol.xml.invalid", "spyne.server._base", "spyne.server.wsgi",
+              "spyne.application", "spyne.application.client"):
+    logging.getLogger(_name).addFilter(_ClientErrorsBriefly())
+
+
+class _EnvelopeChecks:
+    """An empty request (``StopIteration``) or an envelope without a body element
+    (``None.tag``) crashes Spyne into a bare HTTP 500; answer them with a Client fault
+    like every other malformed request."""
+
+    def create_in_document(self, ctx, charset=None):
+        chunks = [chunk for chunk in ctx.in_string if chunk]
+        if not chunks or not any(chunk.strip() for chunk in chunks):
+            raise Fault("Client.SoapError", "Empty request: a SOAP envelope was expected")
+        ctx.in_string = chunks
+        return super().create_in_document(ctx, charset)
+
+    def decompose_incoming_envelope(self, ctx, message=Soap11.REQUEST):
+        envelope = ctx.in_document[0] if isinstance(ctx.in_document, tuple) else None
+        if envelope is None:
+            raise Fault("Client.SoapError", "Empty request: a SOAP envelope was expected")
+        soap_ns = self.ns_soap_env
+        if envelope.tag == f"{{{soap_ns}}}Envelope":
+            body = envelope.find(f"{{{soap_ns}}}Body")
+            if body is not None and len(body) == 0:
+                raise Fault("Client.SoapError", "The SOAP Body names no operation")
+        return super().decompose_incoming_envelope(ctx, message)
+
+
+class CheckedSoap11(_EnvelopeChecks, Soap11):
+    pass
+
+
+class CheckedSoap12(_EnvelopeChecks, Soap12):
+    pass
+
+
 def build_application(api, soap_version: str = "1.1") -> Application:
-    protocol = Soap12 if soap_version == "1.2" else Soap11
+    protocol = CheckedSoap12 if soap_version == "1.2" else CheckedSoap11
     app = Application([WebHookService], tns=NAMESPACE, name=SERVICE_NAME,
                       in_protocol=protocol(validator=None), out_protocol=protocol())
     app.event_manager.add_listener("method_call", lambda ctx: setattr(ctx, "udc", api))
