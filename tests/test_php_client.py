@@ -1,0 +1,22 @@
+"""A customer's PHP SoapClient (tests/php/webhooks_client.php) against a running server."""
+
+import subprocess
+
+from tests.conftest import PASSWORD, ROOT, require_tool
+
+
+def test_php_soapclient_drives_all_operations(server):
+    php = require_tool("php")
+    modules = subprocess.run([php, "-m"], capture_output=True, text=True).stdout
+    assert "soap" in modules.split(), "php-soap is not installed (apt-get install php-soap)"
+    done = subprocess.run([php, str(ROOT / "tests" / "php" / "webhooks_client.php"),
+                           server.url, "alice", PASSWORD, "bob"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[-1] == "all checks passed"
+    for expected in ("ok one webhook is a one-element array", "ok error 1: Authentication failed",
+                     "ok error 5: Webhook 999999 not found", "ok DeleteWebHookById",
+                     "ok SOAP 1.2 GetWebHooks"):
+        assert expected in lines
+    assert "Warning" not in done.stdout + done.stderr
