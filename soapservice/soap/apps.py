@@ -5,9 +5,10 @@ import logging
 from lxml import etree
 from spyne import Application
 from spyne.error import Fault
-from spyne.protocol.soap import Soap11, Soap12
+from spyne.protocol.soap import Soap11
 from spyne.server.wsgi import WsgiApplication
 
+from soapservice.soap.hardening import GuardedWsgi, HardenedSoap11, HardenedSoap12
 from soapservice.soap.service import WebHookService
 from soapservice.soap.types import NAMESPACE
 
@@ -29,7 +30,8 @@ class _ClientErrorsBriefly(logging.Filter):
         code = getattr(exc, "faultcode", "") or ""
         if code == "Client" or code.startswith("Client."):
             record.levelno, record.levelname = logging.INFO, "INFO"
-            record.msg, record.args = "client fault %s: %s", (code, exc.faultstring)
+            record.msg, record.args = "client fault %s: %s", (
+                code, str(exc.faultstring)[:300])  # a hostile value can be 1 MB
             record.exc_info = record.exc_text = None
         return True
 
@@ -64,11 +66,11 @@ class _EnvelopeChecks:
         return super().decompose_incoming_envelope(ctx, message)
 
 
-class CheckedSoap11(_EnvelopeChecks, Soap11):
+class CheckedSoap11(_EnvelopeChecks, HardenedSoap11):
     pass
 
 
-class CheckedSoap12(_EnvelopeChecks, Soap12):
+class CheckedSoap12(_EnvelopeChecks, HardenedSoap12):
     pass
 
 
@@ -80,13 +82,14 @@ def build_application(api, soap_version: str = "1.1") -> Application:
     return app
 
 
-def build_wsgi(api, soap_version: str, address: str, max_body_bytes: int) -> WsgiApplication:
-    """A WSGI app whose WSDL names ``address`` (the public URL), never the Host header."""
+def build_wsgi(api, soap_version: str, address: str, max_body_bytes: int) -> GuardedWsgi:
+    """A WSGI app whose WSDL names ``address`` (the public URL), never the Host header,
+    and that answers a SOAP fault whatever goes wrong inside Spyne."""
     wsgi = WsgiApplication(build_application(api, soap_version),
                            max_content_length=max_body_bytes)
     wsgi.doc.wsdl11.build_interface_document(address)
     wsgi._wsdl = polish_wsdl(wsgi.doc.wsdl11.get_interface_document())
-    return wsgi
+    return GuardedWsgi(wsgi, soap_version)
 
 
 def polish_wsdl(document: bytes) -> bytes:
