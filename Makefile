@@ -34,6 +34,8 @@ wsdl: $(VENV)/.installed
 	$(BIN)/soapservice wsdl --soap12 --base-url $(WSDL_BASE_URL) > wsdl/soapservice12.wsdl.tmp
 	mv wsdl/soapservice.wsdl.tmp wsdl/soapservice.wsdl
 	mv wsdl/soapservice12.wsdl.tmp wsdl/soapservice12.wsdl
+	$(BIN)/soapservice wsdl --legacy --base-url $(WSDL_BASE_URL) > wsdl/legacy-soap3.wsdl.tmp
+	mv wsdl/legacy-soap3.wsdl.tmp wsdl/legacy-soap3.wsdl
 
 bench: $(VENV)/.installed
 	$(BIN)/python -m bench

@@ -94,10 +94,14 @@ def cmd_account(args) -> int:
 
 def cmd_wsdl(args) -> int:
     settings = _settings()
+    base = (args.base_url or settings.base_url).rstrip("/")
+    if args.legacy:
+        from soapservice.legacy.wsdl import PATH, legacy_wsdl
+        sys.stdout.buffer.write(legacy_wsdl(base + PATH))
+        return 0
     from soapservice.api import WebhookAPI
     from soapservice.soap.apps import wsdl_document
     path = "soap12" if args.soap12 else "soap"
-    base = (args.base_url or settings.base_url).rstrip("/")
     document = wsdl_document(WebhookAPI(settings), "1.2" if args.soap12 else "1.1",
                              f"{base}/{path}")
     sys.stdout.buffer.write(document)
@@ -128,6 +132,8 @@ def build_parser() -> argparse.ArgumentParser:
     wsdl.add_argument("--soap12", action="store_true", help="the SOAP 1.2 WSDL (/soap12)")
     wsdl.add_argument("--base-url", help="address named in the WSDL (default: "
                       "SOAPSERVICE_PUBLIC_URL, else http://HOST:PORT)")
+    wsdl.add_argument("--legacy", action="store_true",
+                      help="the rpc/encoded WSDL of /webservice/webservice/soap3")
     wsdl.set_defaults(func=cmd_wsdl)
     return parser
 

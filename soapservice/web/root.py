@@ -6,6 +6,7 @@ from twisted.web.wsgi import WSGIResource
 from soapservice.soap.apps import build_wsgi
 from soapservice.web.health import Health
 from soapservice.web.jsonapi import JsonRoot
+from soapservice.web.legacy import legacy_tree
 
 
 class Root(resource.Resource):
@@ -24,6 +25,7 @@ def build_root(api, settings, reactor, pool, extra=None) -> resource.Resource:
         root.putChild(name, WSGIResource(reactor, pool, wsgi))
     root.putChild(b"json", JsonRoot(api, reactor, pool))
     root.putChild(b"healthz", Health(reactor, pool))
+    root.putChild(b"webservice", legacy_tree(api, settings, reactor, pool))
     for name, child in (extra or {}).items():
         root.putChild(name.encode() if isinstance(name, str) else name, child)
     return root
