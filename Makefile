@@ -1,14 +1,22 @@
 # The two commands of README.rst: `make run` and `make test`. Both create a virtual
 # environment on first use and install the project into it from PyPI.
+# PYTHON picks the interpreter (`make test PYTHON=python3.12`, or a path); each gets its
+# own venv: .venv for the default python3, .venv-X.Y for any other. A pyenv shim whose
+# version is not selected refuses to run, so a bare name like python3.13 is then taken
+# from pyenv's installed versions (newest patch release).
 PYTHON ?= python3
-VENV ?= .venv
+PY := $(shell $(PYTHON) -c '' >/dev/null 2>&1 && echo '$(PYTHON)' || \
+	ls -d "$$(pyenv root 2>/dev/null)"/versions/*/bin/'$(PYTHON)' 2>/dev/null | sort -V | tail -n 1)
+PYVER := $(if $(PY),$(shell '$(PY)' -c 'import sys; print("%d.%d" % sys.version_info[:2])'))
+VENV ?= $(if $(filter python3,$(PYTHON)),.venv,.venv-$(PYVER))
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
 .PHONY: run test lint bench account wsdl clean
 
 $(VENV)/.installed: setup.py setup.cfg
-	$(PYTHON) -m venv $(VENV)
+	@test -n '$(PY)' || { echo 'no Python interpreter "$(PYTHON)" (see README.rst, Python versions)'; exit 1; }
+	'$(PY)' -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[test]'
 	touch $@
