@@ -3,10 +3,10 @@
 # PYTHON picks the interpreter (`make test PYTHON=python3.12`, or a path); each gets its
 # own venv: .venv for the default python3, .venv-X.Y for any other. A pyenv shim whose
 # version is not selected refuses to run, so a bare name like python3.13 is then taken
-# from pyenv's installed versions (newest patch release).
+# from pyenv's installed versions (newest patch release; pyenv itself need not be on PATH).
 PYTHON ?= python3
 PY := $(shell $(PYTHON) -c '' >/dev/null 2>&1 && echo '$(PYTHON)' || \
-	ls -d "$$(pyenv root 2>/dev/null)"/versions/*/bin/'$(PYTHON)' 2>/dev/null | sort -V | tail -n 1)
+	ls -d "$$(pyenv root 2>/dev/null || echo "$${PYENV_ROOT:-$$HOME/.pyenv}")"/versions/*/bin/'$(PYTHON)' 2>/dev/null | sort -V | tail -n 1)
 PYVER := $(if $(PY),$(shell '$(PY)' -c 'import sys; print("%d.%d" % sys.version_info[:2])'))
 VENV ?= $(if $(filter python3,$(PYTHON)),.venv,.venv-$(PYVER))
 BIN := $(VENV)/bin
