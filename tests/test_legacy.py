@@ -15,8 +15,10 @@ import uuid
 import pytest
 import requests
 import suds.client
+from lxml import etree
 
 from soapservice.legacy.wsdl import PATH, legacy_wsdl
+from soapservice.soap.service import OPERATIONS, parameter_names
 from tests.conftest import PASSWORD, ROOT, Server, require_tool, soapservice
 
 EVENTS = ("optin_finalized", "optout_finalized", "profilemanager_finalized")
@@ -72,6 +74,22 @@ def test_committed_wsdl_matches_generated_and_served(srv):
     assert requests.get(srv.url + PATH + "?WSDL").content == served.content
     printed = soapservice("wsdl", "--legacy", "--base-url", DEFAULT_ADDRESS).stdout
     assert printed.encode() == committed
+
+
+def test_wsdl_is_derived_from_the_service_definition():
+    root = etree.parse(str(COMMITTED_WSDL)).getroot()
+    ns = {"w": "http://schemas.xmlsoap.org/wsdl/", "s": "http://schemas.xmlsoap.org/wsdl/soap/"}
+    assert [o.get("name") for o in root.findall("w:portType/w:operation", ns)] == list(
+        OPERATIONS)
+    for operation in OPERATIONS:
+        parts = root.findall(f"w:message[@name='{operation}Request']/w:part", ns)
+        assert [p.get("name") for p in parts] == parameter_names(operation)
+        assert [p.get("name") for p in parts][:2] == ["username", "password"]
+        answer = root.findall(f"w:message[@name='{operation}Response']/w:part", ns)
+        assert [(p.get("name"), p.get("type")) for p in answer] == [("return",
+                                                                     "apachesoap:Map")]
+    assert {b.get("use") for b in root.iterfind(".//s:body", ns)} == {"encoded"}
+    assert root.find("w:binding/s:binding", ns).get("style") == "rpc"
 
 
 def test_wsdl_names_public_url(tmp_path):
@@ -236,6 +254,12 @@ $out['activate_string'] = $client->ActivateWebHook($username, $password,
 $out['delete'] = $client->DeleteWebHookById($username, $password, $a['result']['id']);
 $out['after'] = $client->GetWebHooks($username, $password, $app)['result'];
 $out['ids'] = [$a['result']['id'], $b['result']['id']];
+try {
+    $client->DropAllWebHooks($username, $password);
+    $out['fault'] = null;
+} catch (SoapFault $fault) {
+    $out['fault'] = [$fault->faultcode, $fault->getMessage()];
+}
 echo json_encode($out);
 """
 
@@ -251,6 +275,8 @@ def test_php_non_wsdl_mode(srv, tmp_path):
     assert out["activate_string"]["error"] == 0
     assert out["delete"] == {"error": 0, "message": "OK", "result": first}
     assert [h["id"] for h in out["after"]] == [second]
+    code, message = out["fault"]
+    assert code == "SOAP-ENV:Client" and "unknown operation 'DropAllWebHooks'" in message
 
 
 def test_php_limit_reached(srv, tmp_path):
