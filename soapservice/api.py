@@ -8,6 +8,7 @@ here blocks (store, password hashing): protocol layers call it from worker threa
 from __future__ import annotations
 
 import logging
+import re
 import secrets
 import uuid
 from dataclasses import dataclass
@@ -78,6 +79,17 @@ def _require(**params):
             raise Failure(Error.MISSING_PARAMETER, f"Missing required parameter: {name}")
 
 
+# What XML 1.0 cannot carry (and lone surrogates, which UTF-8 cannot): stored once via
+# the JSON API, such a value would break every SOAP answer listing it.
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+
+
+def _check_text(**params):
+    for name, value in params.items():
+        if isinstance(value, str) and _NOT_XML.search(value):
+            raise Failure(Error.INVALID_VALUE, f"{name} contains characters that are not allowed")
+
+
 def _webhook_id(value) -> int:
     if isinstance(value, bool):
         raise Failure(Error.INVALID_VALUE, "webhookId must be a positive integer")
@@ -107,6 +119,7 @@ class WebhookAPI:
     def _call(self, fn, username, password, address, **params) -> Envelope:
         try:
             _require(username=username, password=password)
+            _check_text(username=username, password=password, **params)
             try:
                 account = self.auth.check(username, password, address or "-")
             except auth.Throttled:

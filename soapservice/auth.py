@@ -62,6 +62,7 @@ def _dummy_hash() -> str:
 class _Failures:
     count: int = 0
     blocked_until: float = 0.0
+    last_failure: float = 0.0
 
 
 class Throttle:
@@ -70,39 +71,55 @@ class Throttle:
     The first ``free`` failures cost nothing; after that each failure blocks the key for
     ``base * 2**k`` seconds, capped at ``cap``, so a brute-force run slows to a crawl
     while the real user, from another address, is unaffected and locked out of their
-    own address for minutes at most. A success clears the user+address key.
+    own address for minutes at most. A success clears the user+address key; a key
+    with no failure for ``forget_sec`` starts over, so an office behind one NAT address
+    does not collect a lifetime of typos into a permanent block.
     """
 
     def __init__(self, clock=time.monotonic, free=5, base=1.0, cap=900.0,
-                 address_free=50):
+                 address_free=50, forget_sec=3600.0, max_keys=100_000):
         self._clock = clock
         self._free, self._base, self._cap = free, base, cap
         self._address_free = address_free
+        self._forget_sec = forget_sec
+        self._max_keys = max_keys
         self._lock = threading.Lock()
         self._keys: dict[tuple, _Failures] = {}
+
+    @staticmethod
+    def _user_key(username, address) -> tuple:
+        return ("user", username, address)
+
+    @staticmethod
+    def _address_key(address) -> tuple:
+        return ("address", address)
 
     def blocked(self, username: str, address: str) -> bool:
         now = self._clock()
         with self._lock:
-            return any(self._keys.get(k, _Failures()).blocked_until > now
-                       for k in ((username, address), ("*", address)))
+            return any(self._keys[k].blocked_until > now for k in (
+                self._user_key(username, address), self._address_key(address))
+                if k in self._keys)
 
     def failed(self, username: str, address: str) -> None:
         now = self._clock()
         with self._lock:
-            if len(self._keys) > 100_000:  # bounded memory under a spray attack
+            if len(self._keys) >= self._max_keys:  # bounded memory under a spray attack
                 self._keys = {k: v for k, v in self._keys.items() if v.blocked_until > now}
-            for key, free in (((username, address), self._free),
-                              (("*", address), self._address_free)):
+            for key, free in ((self._user_key(username, address), self._free),
+                              (self._address_key(address), self._address_free)):
                 entry = self._keys.setdefault(key, _Failures())
+                if entry.count and now - entry.last_failure > self._forget_sec:
+                    entry.count = 0
                 entry.count += 1
+                entry.last_failure = now
                 if entry.count > free:
-                    delay = min(self._cap, self._base * 2 ** (entry.count - free - 1))
+                    delay = min(self._cap, self._base * 2 ** min(entry.count - free - 1, 64))
                     entry.blocked_until = now + delay
 
     def succeeded(self, username: str, address: str) -> None:
         with self._lock:
-            self._keys.pop((username, address), None)
+            self._keys.pop(self._user_key(username, address), None)
 
 
 class Authenticator:
@@ -126,7 +143,10 @@ class Authenticator:
 
     def check(self, username: str, password: str, address: str = "-"):
         """Return the account, ``None`` for bad credentials, or raise :class:`Throttled`."""
+        if not isinstance(username, str) or not isinstance(password, str):
+            return None
         if self.throttle.blocked(username, address):
+            log.info("login throttled for user %r from %s", username[:100], address)
             raise Throttled()
         account = self._find(username)
         mac = self._mac(username, password)
@@ -140,7 +160,8 @@ class Authenticator:
             self.throttle.succeeded(username, address)
             return account
         self.throttle.failed(username, address)
-        log.warning("authentication failed for user %r from %s", username, address)
+        # Never the password; the name cut short (it is whatever the client sent).
+        log.warning("authentication failed for user %r from %s", username[:100], address)
         return None
 
 

@@ -12,6 +12,7 @@ from twisted.web import server
 from soapservice import store
 from soapservice.api import WebhookAPI
 from soapservice.config import Settings
+from soapservice.web.accesslog import redacted_log_formatter
 from soapservice.web.limits import limited_request_factory
 from soapservice.web.root import build_root
 
@@ -34,7 +35,8 @@ class ThreadPoolService(service.Service):
 
 
 def make_site(settings: Settings, reactor, pool, api: WebhookAPI, extra=None) -> server.Site:
-    site = server.Site(build_root(api, settings, reactor, pool, extra))
+    site = server.Site(build_root(api, settings, reactor, pool, extra),
+                       logFormatter=redacted_log_formatter)
     site.requestFactory = limited_request_factory(settings.max_body_bytes)
     site.displayTracebacks = False
     return site

@@ -55,16 +55,18 @@ class JsonOperation(resource.Resource):
         request.setHeader(b"content-type", b"application/json; charset=utf-8")
         try:
             raw = parse_parameters(request)
-        except (ValueError, UnicodeDecodeError) as exc:
+        except (ValueError, UnicodeDecodeError, RecursionError) as exc:
             request.setResponseCode(400)
             return json.dumps({"error": int(Error.INVALID_VALUE),
-                               "message": f"Unreadable parameters: {exc}"}).encode()
+                               "message": f"Unreadable parameters: {str(exc)[:200]}"}).encode()
         kwargs = {}
         for name in self.params:
             value = raw.get(name)
-            if value is not None and not isinstance(value, str | int):
-                value = str(value) if isinstance(value, float) else None
-            kwargs[name] = value
+            if isinstance(value, bool) or not isinstance(value, str | int | float | None):
+                # true/false, lists and objects are no value of any parameter here.
+                return json.dumps({"error": int(Error.INVALID_VALUE),
+                                   "message": f"Invalid value for {name}"}).encode()
+            kwargs[name] = value if value is None or isinstance(value, str) else str(value)
         address = request.getClientAddress()
         kwargs["address"] = getattr(address, "host", "-")
         d = deferToThreadPool(self.reactor, self.pool, self.method, **kwargs)
