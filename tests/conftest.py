@@ -120,3 +120,16 @@ def require_tool(name: str) -> str:
             pytest.fail(message)
         pytest.skip(message)
     return path
+
+
+@pytest.fixture
+def browser(tmp_path):
+    """A headless Chromium (Selenium WebDriver) with a fresh profile; see tests/browser.py."""
+    chromium = require_tool("chromium")
+    chromedriver = require_tool("chromedriver")
+    from tests.browser import start_chromium
+    profile = tmp_path / "chromium-profile"
+    profile.mkdir()
+    driver = start_chromium(chromium, chromedriver, profile)
+    yield driver
+    driver.quit()

@@ -4,6 +4,7 @@ from twisted.web import resource
 from twisted.web.wsgi import WSGIResource
 
 from soapservice.soap.apps import build_wsgi
+from soapservice.web.demo import Demo, static_files
 from soapservice.web.health import Health
 from soapservice.web.jsonapi import JsonRoot
 from soapservice.web.legacy import legacy_tree
@@ -26,6 +27,8 @@ def build_root(api, settings, reactor, pool, extra=None) -> resource.Resource:
     root.putChild(b"json", JsonRoot(api, reactor, pool))
     root.putChild(b"healthz", Health(reactor, pool))
     root.putChild(b"webservice", legacy_tree(api, settings, reactor, pool))
+    root.putChild(b"demo", Demo(settings))
+    root.putChild(b"static", static_files())
     for name, child in (extra or {}).items():
         root.putChild(name.encode() if isinstance(name, str) else name, child)
     return root
