@@ -147,6 +147,8 @@ $several = $client->GetWebHooks($username, $password, $app);
 $out['list_several'] = ['shape' => shape($several['result']),
                         'ids' => array_map(fn ($h) => $h['id'], $several['result']),
                         'second' => $second['result']['id']];
+$all = $client->GetWebHooks($username, $password);
+$out['all_ids'] = array_map(fn ($h) => $h['id'], $all['result']);
 $by_event = $client->GetWebHooks($username, $password, $app, 'optout_finalized');
 $out['by_event'] = array_map(fn ($h) => $h['event'], $by_event['result']);
 $activated = $client->ActivateWebHook($username, $password, $id, 1);
@@ -179,6 +181,7 @@ def test_php_wsdl_mode_as_in_the_issue(srv, tmp_path):
     several = out["list_several"]
     assert several["shape"] == "list"
     assert sorted(several["ids"]) == sorted([hook["id"], several["second"]])
+    assert {hook["id"], several["second"]} <= set(out["all_ids"])
     assert out["by_event"] == ["optout_finalized"]
     assert out["activate"] == {"error": 0, "active": True, "replayed": 0}
     assert out["activate_default"] == 0
@@ -401,6 +404,8 @@ LAUGHS = ('<?xml version="1.0"?><!DOCTYPE l [<!ENTITY a "aaaaaaaaaa">'
      b'<GetWebHooks><username><b>x</b></username></GetWebHooks></e:Body></e:Envelope>',
      "must be a simple value"),
     (XXE.encode(), "DTD"),
+    (b'<e:Envelope xmlns:e="http://schemas.xmlsoap.org/soap/envelope/"><e:Body>'
+     + b"<a>" * 5000 + b"</a>" * 5000 + b"</e:Body></e:Envelope>", "malformed XML"),
     (LAUGHS.encode(), ""),
 ])
 def test_bad_requests_get_client_faults_and_write_nothing(srv, body, words):
@@ -412,6 +417,18 @@ def test_bad_requests_get_client_faults_and_write_nothing(srv, body, words):
     assert "root:" not in answer.text
     assert _listed(srv, "alice", "") == before
     assert requests.get(srv.url + "/healthz").status_code == 200
+
+
+def test_text_that_xml_cannot_carry_is_replaced_not_fatal(srv):
+    app = unique("odd\x01<&>\ufffe")[:20]
+    created = json_call(srv, "CreateWebHook", username="alice", password=PASSWORD, app=app,
+                        event="optin_finalized", url="http://127.0.0.1:9/o")
+    assert created["error"] == 0
+    answer = soap(srv, f'<ns1:GetWebHooks><username>alice</username>'
+                       f'<password>{PASSWORD}</password></ns1:GetWebHooks>')
+    assert answer.status_code == 200
+    values = etree.fromstring(answer.content).xpath("//value/text()")
+    assert app.replace("\x01", "\ufffd").replace("\ufffe", "\ufffd") in values
 
 
 def test_must_understand_header_is_refused(srv):
