@@ -6,6 +6,8 @@ changes are numbered steps in ``store.MIGRATIONS``.
 """
 
 from peewee import (
+    SQL,
+    AutoField,
     BigIntegerField,
     BooleanField,
     CharField,
@@ -14,7 +16,9 @@ from peewee import (
     ForeignKeyField,
     IntegerField,
     Model,
+    NodeList,
     SmallIntegerField,
+    SqliteDatabase,
     TextField,
 )
 
@@ -38,7 +42,21 @@ class Account(BaseModel):
     created_at = FloatField()
 
 
+class NeverReusedAutoField(AutoField):
+    """SQLite reuses the highest id after that row is deleted; AUTOINCREMENT stops it.
+    (PostgreSQL's sequences never reuse one.)"""
+
+    def ddl(self, ctx):
+        node = super().ddl(ctx)
+        database = getattr(self.model._meta.database, "obj", self.model._meta.database)
+        return NodeList((node, SQL("AUTOINCREMENT"))) if isinstance(
+            database, SqliteDatabase) else node
+
+
 class Webhook(BaseModel):
+    # A deleted webhook's id is never handed out again, so a client (or a link) holding
+    # an old id cannot reach a newer webhook with it.
+    id = NeverReusedAutoField()
     account = ForeignKeyField(Account, backref="webhooks", on_delete="CASCADE")
     app = CharField(max_length=255)
     event = CharField(max_length=64)
