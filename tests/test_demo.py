@@ -16,6 +16,7 @@ from tests.conftest import PASSWORD, require_tool
 
 
 def open_demo(driver, server, operation=None):
+    driver.demo_server = server  # for run()'s diagnostics
     driver.get(server.url + "/demo" + (f"#{operation}" if operation else ""))
     wait_for(lambda: driver.execute_script("return document.body.dataset.ready === '1'"),
              message="the demo page to load its operations")
@@ -50,7 +51,12 @@ def run(driver, click=True):
         by_id(driver, "run").click()
     wait_for(lambda: int(driver.execute_script(
         "return Number(document.body.dataset.calls || 0)")) > before, message="the call")
-    return by_id(driver, "status").text
+    status = by_id(driver, "status").text
+    if status.startswith("The call failed"):  # the browser got no HTTP answer at all
+        server = driver.demo_server
+        raise AssertionError(f"{status}; server exit code {server.proc.poll()}; log tail:\n"
+                             + server.log()[-3000:])
+    return status
 
 
 def shown(driver, element_id):
@@ -209,6 +215,7 @@ def test_keyboard_labels_and_phone_screen(server, browser):
     driver.switch_to.active_element.send_keys(PASSWORD, Keys.ENTER)
     status = run(driver, click=False)
     assert "GetWebHooks: error 0" in status
+    assert "<ws:event>" not in shown(driver, "request")  # the optional filter stays unset
     overflow = driver.execute_script(
         "return document.documentElement.scrollWidth - document.documentElement.clientWidth")
     assert overflow <= 0, f"the page scrolls sideways by {overflow}px on a phone"

@@ -69,9 +69,15 @@
     }
     if (param.required) input.setAttribute("aria-required", "true");
     input.setAttribute("aria-describedby", hintId);
-    if (values[param.name] !== undefined) input.value = values[param.name];
-    else if (param.choices && param.required) values[param.name] = input.value;
+    // A value typed for another operation carries over; a default choice does not.
+    if (values[param.name] !== undefined &&
+        (!param.choices || param.choices.includes(values[param.name]) || !values[param.name])) {
+      input.value = values[param.name];
+    } else {
+      input.dataset.untouched = "1";
+    }
     input.addEventListener(param.choices ? "change" : "input", () => {
+      delete input.dataset.untouched;
       values[param.name] = input.value;
       update();
     });
@@ -98,11 +104,17 @@
     update();
   }
 
-  // Read the fields again: autofill and scripted edits do not always fire "input".
+  // The field's value as it is now (autofill does not always fire "input").
+  function fieldValue(param) {
+    const field = $("f-" + param.name);
+    return field ? field.value : "";
+  }
+
+  // Remember what was typed, for the other operations; untouched defaults stay out.
   function syncValues() {
     for (const p of current.parameters) {
       const field = $("f-" + p.name);
-      if (field) values[p.name] = field.value;
+      if (field && !field.dataset.untouched) values[p.name] = field.value;
     }
   }
 
@@ -110,8 +122,8 @@
   // WSDL order. An empty field is not sent (the API then names what is missing).
   function filledIn() {
     return current.parameters
-      .filter((p) => (values[p.name] || "") !== "")
-      .map((p) => [p.name, values[p.name], p]);
+      .filter((p) => fieldValue(p) !== "")
+      .map((p) => [p.name, fieldValue(p), p]);
   }
 
   // ---- envelopes ------------------------------------------------------------
@@ -306,7 +318,7 @@
   function codeParams() {
     const include = $("include-password").checked;
     const params = current.parameters.map((p) => {
-      const value = values[p.name] || "";
+      const value = fieldValue(p);
       if (p.secret) return [p.name, include && value ? value : PASSWORD_PLACEHOLDER, p];
       return [p.name, value, p];
     });
