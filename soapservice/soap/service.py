@@ -4,6 +4,8 @@ The core (:class:`soapservice.api.WebhookAPI`) is reached through ``ctx.udc``, s
 the application builder, so one service class serves every endpoint.
 """
 
+import re
+
 from spyne import ServiceBase, rpc
 
 from soapservice.soap import types as t
@@ -14,11 +16,28 @@ def _client_address(ctx) -> str:
     return req.get("REMOTE_ADDR", "-") if isinstance(req, dict) else "-"
 
 
+# Characters XML 1.0 cannot carry. Spyne answers a string holding one with HTTP 200 and
+# an empty Envelope; stored text that did not come through this API (a receiver's
+# error message in lastError, say) must not make an account's listing unreadable.
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+
+
+def _xml_safe(value):
+    if isinstance(value, str):
+        return _NOT_XML.sub("\ufffd", value)
+    if isinstance(value, dict):
+        return {k: _xml_safe(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_xml_safe(v) for v in value]
+    return value
+
+
 def _to_spyne(envelope, result_cls, item=None):
-    result = envelope.result
+    result = _xml_safe(envelope.result)
     if result is not None and item is not None:
         result = [item(**r) for r in result] if isinstance(result, list) else item(**result)
-    return result_cls(error=int(envelope.error), message=envelope.message, result=result)
+    return result_cls(error=int(envelope.error), message=_xml_safe(envelope.message),
+                      result=result)
 
 
 def _returns(operation: str) -> dict:
