@@ -58,7 +58,7 @@ def cmd_serve(args) -> int:
     from soapservice.store import accounts
     if not accounts.all_accounts():
         print("no accounts yet: add one with `soapservice account add USER` "
-              "(or `make account USER=name`)", flush=True)
+              "(or `make account NAME=name`)", flush=True)
     reactor.addSystemEventTrigger("before", "shutdown", top.stopService)
     signal.signal(signal.SIGTERM, lambda *_: reactor.callFromThread(reactor.stop))
     reactor.run(installSignalHandlers=False)
