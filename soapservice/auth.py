@@ -88,7 +88,9 @@ class Throttle:
 
     @staticmethod
     def _user_key(username, address) -> tuple:
-        return ("user", username, address)
+        # Account names are at most 255 characters: a longer one is no account, and a
+        # spray of megabyte-long names must not cost megabytes per key.
+        return ("user", username[:256], address)
 
     @staticmethod
     def _address_key(address) -> tuple:

@@ -94,6 +94,13 @@ def test_old_failures_are_forgotten(clock):
     assert throttle.blocked("alice", "10.0.0.1")
 
 
+def test_long_user_names_cost_no_more_than_short_ones(clock):
+    throttle = Throttle(clock=clock, free=1)
+    fail(throttle, 2, user="x" * 1_000_000)
+    assert throttle.blocked("x" * 1_000_000, "10.0.0.1")
+    assert max(len(key[1]) for key in throttle._keys if key[0] == "user") <= 256
+
+
 def test_memory_stays_bounded_under_a_spray(clock):
     throttle = Throttle(clock=clock, free=5, address_free=10**9, max_keys=1000)
     for i in range(10_000):

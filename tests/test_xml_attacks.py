@@ -210,6 +210,16 @@ def test_50mb_chunked_body_refused_once_past_the_limit(server, unchanged):
     assert vm_hwm_kb(server) - hwm < 20 * 1024
 
 
+def test_expect_continue_gets_413_and_no_continue(server, unchanged):
+    # curl sends "Expect: 100-continue" for big bodies and waits: it must get the 413
+    # at once, and no "100 Continue" inviting it to send 50 MB after all.
+    head = (b"POST /soap HTTP/1.1\r\nHost: x\r\nContent-Type: text/xml\r\n"
+            b"Expect: 100-continue\r\nContent-Length: %d\r\n\r\n" % FIFTY_MB)
+    answer = raw_post(server, head, [])
+    assert answer.startswith(b"HTTP/1.1 413 "), answer[:200]
+    assert b"100 Continue" not in answer
+
+
 def test_just_over_the_limit_gets_413(server, unchanged):
     body = envelope(create_call(app="A" * (1024 * 1024)))
     answer = post(server, body)

@@ -39,6 +39,8 @@ def limited_request_factory(max_body_bytes: int):
 
         def _refuse(self):
             self._refused = True
+            # twisted.web sends "100 Continue" after gotLength: not after our 413.
+            self.requestHeaders.removeHeader(b"expect")
             message = b"request body larger than %d bytes\n" % max_body_bytes
             transport = self.channel.transport
             transport.write(_TOO_LARGE % (len(message), message))
