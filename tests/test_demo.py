@@ -243,14 +243,20 @@ def run_code(tmp_path, language, code):
     return done.stdout
 
 
+# Quotes, backslashes, shell and PHP variables, non-ASCII: the samples must carry them as
+# typed, in every language's quoting.
+TRICKY = "it's \"quoted\" $HOME {$x} `id` \\ \\n Müller ✓"
+
+
 def test_php_sample_of_each_operation_does_the_same_call(server, browser, tmp_path):
     require_tool("php")
     driver = browser
-    code = sample_for(driver, server, "CreateWebHook", "php", app="from-php",
+    app = TRICKY + " php"
+    code = sample_for(driver, server, "CreateWebHook", "php", app=app,
                       event="profilemanager_finalized", url="http://127.0.0.1:9/php")
     assert "SOAP_SINGLE_ELEMENT_ARRAYS" in code and "->CreateWebHookResult" in code
     out = run_code(tmp_path, "php", code)
-    (hook,) = hooks(server, app="from-php")
+    (hook,) = hooks(server, app=app)
     assert (hook.event, hook.url) == ("profilemanager_finalized", "http://127.0.0.1:9/php")
     assert f"[id] => {hook.id}" in out
 
@@ -270,7 +276,7 @@ def test_php_sample_of_each_operation_does_the_same_call(server, browser, tmp_pa
 def test_python_and_curl_samples_do_the_same_call(server, browser, tmp_path):
     require_tool("curl")
     for language in ("python", "curl", "json"):
-        app = f"from-{language}"
+        app = f"{TRICKY} {language}"
         url = f"http://127.0.0.1:9/{language}?a='b'&c"
         code = sample_for(browser, server, "CreateWebHook", language, app=app,
                           event="optin_finalized", url=url)
