@@ -114,6 +114,8 @@ class WebhookAPI:
         # Called with a webhook id after it is deleted or deactivated by the API, so an
         # in-process delivery loop drops what it holds for it at once.
         self.on_webhook_deleted: list = []
+        # Called with a webhook id after ActivateWebHook queued replayed deliveries.
+        self.on_webhook_activated: list = []
 
     # -- plumbing ---------------------------------------------------------------------
     def _call(self, fn, username, password, address, **params) -> Envelope:
@@ -190,6 +192,9 @@ class WebhookAPI:
         if outcome is None:
             raise Failure(Error.NOT_FOUND, f"Webhook {number} not found")
         hook, replayed = outcome
+        if replayed:
+            for callback in self.on_webhook_activated:
+                callback(hook.id)
         result = webhook_dict(hook, 0)
         result["replayedEvents"] = replayed
         return Envelope(Error.OK, "OK", result)

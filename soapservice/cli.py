@@ -108,6 +108,55 @@ def cmd_wsdl(args) -> int:
     return 0
 
 
+def cmd_emit(args) -> int:
+    import json
+
+    from soapservice.ingest import IngestError, emit
+    settings = _settings()
+    raw = sys.stdin.read() if args.json == "-" else args.json
+    try:
+        data = json.loads(raw)
+    except ValueError as exc:
+        raise SystemExit(f"soapservice: event data is not JSON: {exc}") from None
+    _open_store(settings)
+    try:
+        event_id, queued = emit(args.account, args.event, data,
+                                window_sec=settings.buffer_window_sec)
+    except IngestError as exc:
+        raise SystemExit(f"soapservice: {exc}") from None
+    print(f"event {event_id} queued for {queued} webhook(s)")
+    return 0
+
+
+def _when(value) -> str:
+    import datetime
+    if value is None:
+        return "-"
+    return datetime.datetime.fromtimestamp(value, datetime.UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def cmd_notifications(args) -> int:
+    settings = _settings()
+    _open_store(settings)
+    from soapservice import notify
+    for n in notify.notifications(args.account):
+        print(f"{_when(n.created_at)}  {n.account.username}  webhook {n.webhook_id}  "
+              f"{n.failure_count} failures, {n.buffered_events} buffered  "
+              f"last error: {n.last_error}\n    {n.reason}\n    reactivate: {n.link}")
+    return 0
+
+
+def cmd_deliveries(args) -> int:
+    settings = _settings()
+    _open_store(settings)
+    from soapservice.store import outbox
+    for a in outbox.recent_attempts(args.account, args.webhook, args.limit):
+        outcome = str(a.status) if a.status is not None else a.error
+        print(f"{_when(a.at)}  webhook {a.webhook_id}  delivery {a.delivery_id}  "
+              f"{outcome}  {a.duration_ms:.0f} ms  {a.webhook.url}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="soapservice", description=__doc__)
     parser.add_argument("--version", action="version", version=__version__)
@@ -135,6 +184,22 @@ def build_parser() -> argparse.ArgumentParser:
     wsdl.add_argument("--legacy", action="store_true",
                       help="the rpc/encoded WSDL of /webservice/webservice/soap3")
     wsdl.set_defaults(func=cmd_wsdl)
+
+    emit = sub.add_parser("emit", help="store an event for delivery")
+    emit.add_argument("--account", required=True)
+    emit.add_argument("event")
+    emit.add_argument("json", help="the event data as a JSON object, or - for stdin")
+    emit.set_defaults(func=cmd_emit)
+
+    notes = sub.add_parser("notifications", help="list deactivation notifications")
+    notes.add_argument("--account")
+    notes.set_defaults(func=cmd_notifications)
+
+    deliveries = sub.add_parser("deliveries", help="recent delivery attempts")
+    deliveries.add_argument("--account", required=True)
+    deliveries.add_argument("--webhook", type=int)
+    deliveries.add_argument("--limit", type=int, default=50)
+    deliveries.set_defaults(func=cmd_deliveries)
     return parser
 
 

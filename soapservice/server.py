@@ -3,16 +3,22 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 
 from twisted.application import internet, service
+from twisted.internet import defer
 from twisted.python.threadpool import ThreadPool
 from twisted.web import server
 
-from soapservice import store
+from soapservice import notify, store
 from soapservice.api import WebhookAPI
 from soapservice.config import Settings
+from soapservice.delivery import DeliveryService
+from soapservice.ingest import Ingestor
+from soapservice.sender import Sender
 from soapservice.web.accesslog import redacted_log_formatter
+from soapservice.web.events import Events
 from soapservice.web.limits import limited_request_factory
 from soapservice.web.root import build_root
 
@@ -34,6 +40,18 @@ class ThreadPoolService(service.Service):
         self.pool.stop()
 
 
+class SequentialMultiService(service.MultiService):
+    """Stops its children one after the other, last started first (Twisted's
+    MultiService stops them all at once, and the delivery loop still needs the store
+    thread while it finishes)."""
+
+    @defer.inlineCallbacks
+    def stopService(self):
+        service.Service.stopService(self)
+        for child in reversed(list(self)):
+            yield defer.maybeDeferred(child.stopService)
+
+
 def make_site(settings: Settings, reactor, pool, api: WebhookAPI, extra=None) -> server.Site:
     site = server.Site(build_root(api, settings, reactor, pool, extra),
                        logFormatter=redacted_log_formatter)
@@ -42,16 +60,41 @@ def make_site(settings: Settings, reactor, pool, api: WebhookAPI, extra=None) ->
     return site
 
 
-def make_service(settings: Settings, reactor=None) -> service.MultiService:
+def make_delivery(settings: Settings, reactor, store_pool, dns_pool, targets,
+                  **kwargs) -> DeliveryService:
+    sender = Sender(reactor, targets, dns_pool, settings.delivery_timeout_sec,
+                    max_per_host=min(256, settings.global_concurrency))
+    on_deactivate = functools.partial(notify.store_notification, base_url=settings.base_url,
+                                      ttl_sec=settings.token_ttl_days * 86400)
+    return DeliveryService(settings, sender, store_pool, reactor,
+                           on_deactivate=on_deactivate, **kwargs)
+
+
+def make_service(settings: Settings, reactor=None) -> SequentialMultiService:
+    """Children start in order and stop in reverse: the web stops taking requests
+    first, then the delivery loop finishes its attempts, then the pools stop."""
     if reactor is None:
         from twisted.internet import reactor
     store.open_store(settings.database_url)
-    top = service.MultiService()
+    top = SequentialMultiService()
     pool = ThreadPool(minthreads=2, maxthreads=16, name="soapservice-api")
-    ThreadPoolService(pool).setServiceParent(top)
+    store_pool = ThreadPool(minthreads=1, maxthreads=1, name="soapservice-store")
+    dns_pool = ThreadPool(minthreads=0, maxthreads=4, name="soapservice-dns")
+    for p in (pool, store_pool, dns_pool):
+        ThreadPoolService(p).setServiceParent(top)
     api = WebhookAPI(settings)
-    site = make_site(settings, reactor, pool, api)
+    ingestor = Ingestor(settings)
+    top.delivery = None
+    if settings.delivery_enabled:
+        delivery = make_delivery(settings, reactor, store_pool, dns_pool, api.targets)
+        delivery.setServiceParent(top)
+        ingestor.listeners.append(delivery.wake_from_thread)
+        api.on_webhook_activated.append(delivery.wake_from_thread)
+        api.on_webhook_deleted.append(delivery.forget_webhook)
+        top.delivery = delivery
+    extra = {"events": Events(ingestor, settings.ingest_token, reactor, pool)}
+    site = make_site(settings, reactor, pool, api, extra)
     web = internet.TCPServer(settings.port, site, interface=settings.host)
     web.setServiceParent(top)
-    top.api, top.site, top.web = api, site, web
+    top.api, top.site, top.web, top.ingestor = api, site, web, ingestor
     return top

@@ -1,0 +1,202 @@
+"""The delivery loop: claims due deliveries, sends them, records outcomes.
+
+A Twisted service on the reactor thread. All store work runs on one dedicated store
+thread (SQLite likes a single writer; the reactor never blocks); HTTP runs on the
+reactor through :class:`soapservice.sender.Sender`. The loop is woken when an event is
+stored or a webhook reactivated (no polling delay on the hot path), by a timer set to
+the next due retry, and by a periodic sweep as a safety net (for work stored by other
+processes). Outcomes are written in group commits: every outcome that arrives while a
+write is running goes into the next one.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import socket
+import time
+
+from twisted.application import service
+from twisted.internet import defer, task
+from twisted.internet.threads import deferToThreadPool
+
+from soapservice import signing
+from soapservice.store import outbox
+
+log = logging.getLogger(__name__)
+
+SWEEP_SEC = 5.0
+PURGE_SEC = 3600.0
+
+
+class DeliveryService(service.Service):
+    name = "delivery"
+
+    def __init__(self, settings, sender, store_pool, reactor, *, rand=random.random,
+                 on_deactivate=None, after_deactivate=None, owner=None):
+        self.settings = settings
+        self.sender = sender
+        self.store_pool = store_pool
+        self.reactor = reactor
+        self.rand = rand
+        self.on_deactivate = on_deactivate  # in the store transaction (notification)
+        self.after_deactivate = after_deactivate  # on the reactor, after commit (mail)
+        self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
+        self.lease_sec = settings.delivery_timeout_sec * 2 + 30
+        self.in_flight: dict[int, int] = {}  # webhook id -> requests running
+        self.sending: dict[int, defer.Deferred] = {}  # delivery id -> attempt
+        self.deleted: set[int] = set()
+        self._outcomes: list[outbox.Outcome] = []
+        self._claiming = False
+        self._again = False
+        self._flushing = False
+        self._timer = None
+        self._wake_call = None
+        self._sweep = task.LoopingCall(self.wake)
+        self._sweep.clock = reactor
+        self._purge = task.LoopingCall(self.purge)
+        self._purge.clock = reactor
+        self.stopping = False
+
+    # -- store access -----------------------------------------------------------------
+    def _store(self, fn, *args, **kwargs) -> defer.Deferred:
+        return deferToThreadPool(self.reactor, self.store_pool, fn, *args, **kwargs)
+
+    def now(self) -> float:
+        return self.reactor.seconds()
+
+    # -- life cycle -------------------------------------------------------------------
+    def startService(self):
+        super().startService()
+        self.stopping = False
+        self._sweep.start(SWEEP_SEC, now=True)
+        self._purge.start(PURGE_SEC, now=False)
+
+    @defer.inlineCallbacks
+    def stopService(self):
+        """Stop claiming, let attempts in flight finish (they are bounded by the
+        delivery timeout), record them, and give back every lease still held."""
+        self.stopping = True
+        super().stopService()
+        for loop in (self._sweep, self._purge):
+            if loop.running:
+                loop.stop()
+        for call in (self._timer, self._wake_call):
+            if call is not None and call.active():
+                call.cancel()
+        self._timer = self._wake_call = None
+        if self.sending:
+            yield defer.DeferredList(list(self.sending.values()), consumeErrors=True)
+        yield self._flush()
+        yield self._store(outbox.release, self.owner, self.now())
+        yield self.sender.close()
+
+    # -- waking -----------------------------------------------------------------------
+    def wake(self):
+        """Look for due work as soon as possible (call on the reactor thread)."""
+        if self.stopping or not self.running:
+            return
+        if self._claiming:
+            self._again = True
+            return
+        if self._wake_call is None or not self._wake_call.active():
+            self._wake_call = self.reactor.callLater(0, self._claim)
+
+    def wake_from_thread(self, *_):
+        self.reactor.callFromThread(self.wake)
+
+    def forget_webhook(self, webhook_id: int):
+        """The webhook was deleted: start no request for it any more (thread-safe)."""
+        self.deleted.add(webhook_id)
+
+    # -- the loop ---------------------------------------------------------------------
+    @defer.inlineCallbacks
+    def _claim(self):
+        if self._claiming or self.stopping:
+            return
+        self._claiming = True
+        try:
+            while not self.stopping:
+                self._again = False
+                capacity = self.settings.global_concurrency - len(self.sending)
+                claims = yield self._store(
+                    outbox.claim_due, self.owner, self.now(), self.lease_sec, capacity,
+                    dict(self.in_flight), self.settings.per_webhook_concurrency)
+                for claim in claims:
+                    self._start(claim)
+                if not (self._again or (claims and len(claims) == capacity)):
+                    break
+            yield self._schedule_next()
+        except Exception:
+            log.exception("delivery loop: claiming failed; retrying at the next sweep")
+        finally:
+            self._claiming = False
+
+    @defer.inlineCallbacks
+    def _schedule_next(self):
+        due = yield self._store(outbox.next_due_at)
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = None
+        if due is not None and not self.stopping:
+            delay = max(0.0, min(due - self.now(), SWEEP_SEC))
+            self._timer = self.reactor.callLater(delay, self.wake)
+
+    def _start(self, claim: outbox.Claim):
+        if claim.webhook_id in self.deleted:
+            return  # its rows are gone with the webhook; nothing to record
+        self.in_flight[claim.webhook_id] = self.in_flight.get(claim.webhook_id, 0) + 1
+        msg_id = signing.message_id(claim.delivery_id)
+        headers = signing.headers(claim.secret, msg_id, claim.body, claim.event, claim.app,
+                                  time.time())
+        d = self.sender.send(claim.url, headers, claim.body.encode("utf-8"))
+        self.sending[claim.delivery_id] = d
+        d.addCallback(self._finished, claim)
+
+    def _finished(self, result, claim: outbox.Claim):
+        self.sending.pop(claim.delivery_id, None)
+        left = self.in_flight.get(claim.webhook_id, 1) - 1
+        if left:
+            self.in_flight[claim.webhook_id] = left
+        else:
+            self.in_flight.pop(claim.webhook_id, None)
+        self._outcomes.append(outbox.Outcome(claim.delivery_id, claim.token, claim.webhook_id,
+                                             result.status, result.error, result.duration_ms))
+        if not self._flushing:
+            self._flushing = True
+            self.reactor.callLater(0, self._flush)
+
+    @defer.inlineCallbacks
+    def _flush(self):
+        """Write every outcome gathered so far in one transaction; outcomes arriving
+        meanwhile wait for the next one (a group commit)."""
+        self._flushing = True
+        try:
+            yield self._write_outcomes()
+        finally:
+            self._flushing = False
+        self.wake()
+
+    @defer.inlineCallbacks
+    def _write_outcomes(self):
+        while self._outcomes:
+            batch, self._outcomes = self._outcomes, []
+            try:
+                deactivated = yield self._store(
+                    outbox.record_outcomes, batch, self.now(),
+                    self.settings.retry_schedule_sec, self.rand, self.on_deactivate)
+            except Exception:
+                log.exception("delivery loop: recording %d outcomes failed; their leases "
+                              "expire and they are attempted again", len(batch))
+                continue
+            for event in deactivated:
+                log.warning("webhook %d deactivated after %d failed attempts (%s); "
+                            "%d events buffered", event.webhook_id, event.failure_count,
+                            event.last_error, event.buffered)
+                if self.after_deactivate is not None:
+                    self.after_deactivate(event)
+
+    def purge(self):
+        return self._store(outbox.purge, self.now(), self.settings.retention_sec).addErrback(
+            lambda f: log.error("purge failed: %s", f.getErrorMessage()))

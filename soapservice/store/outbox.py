@@ -1,0 +1,288 @@
+"""The outbox: events, their deliveries, claims under a lease, outcomes, the buffer.
+
+A delivery is *due* when ``state = PENDING`` and ``next_at <= now``. Claiming one sets a
+lease (owner, token) and moves ``next_at`` to the lease's expiry, so a delivery whose
+worker died becomes due again by itself when the lease runs out, and one query serves
+both fresh and abandoned work. Outcomes are recorded only while the lease token still
+matches (a fenced update): a worker that stalled past its lease cannot overwrite the
+newer attempt.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from peewee import SQL, fn
+
+from soapservice import policy
+from soapservice.models import (
+    BUFFERED,
+    DELIVERED,
+    PENDING,
+    Account,
+    Attempt,
+    Delivery,
+    Event,
+    Webhook,
+    db,
+)
+
+
+class UnknownAccount(LookupError):
+    pass
+
+
+@dataclass(frozen=True)
+class Claim:
+    """One delivery handed to a worker: everything needed to send it."""
+
+    delivery_id: int
+    token: str
+    webhook_id: int
+    url: str
+    secret: str
+    app: str
+    event: str
+    body: str
+    event_id: int
+    created_at: float
+
+
+@dataclass(frozen=True)
+class Outcome:
+    delivery_id: int
+    token: str
+    webhook_id: int
+    status: int | None
+    error: str | None
+    duration_ms: float
+
+    @property
+    def success(self) -> bool:
+        return policy.is_success(self.status)
+
+
+# -- ingest -----------------------------------------------------------------------------
+def store_event(account_name: str, event: str, body: str, subscriber: str | None,
+                now: float, window_sec: float) -> tuple[int, int]:
+    """Store an event and a delivery per matching webhook, in one transaction.
+
+    Active webhooks get a due delivery; inactive ones within the buffer window a
+    buffered one; the others only count the event as dropped. Returns (event id, number
+    of webhooks it was queued for, buffered included).
+    """
+    with db.atomic():
+        account = Account.get_or_none(Account.username == account_name)
+        if account is None:
+            raise UnknownAccount(account_name)
+        event_id = Event.insert(account=account.id, name=event, body=body,
+                                subscriber=subscriber, created_at=now).execute()
+        rows, dropped = [], []
+        hooks = Webhook.select(Webhook.id, Webhook.url, Webhook.active,
+                               Webhook.deactivated_at).where(
+            Webhook.account == account.id, Webhook.event == event)
+        for hook in hooks:
+            admission = policy.admit(hook.active, hook.deactivated_at, now, window_sec)
+            if admission is policy.Admission.DROP:
+                dropped.append(hook.id)
+                continue
+            rows.append({
+                "event": event_id, "webhook": hook.id, "seq": event_id, "next_at": now,
+                "order_key": policy.order_key(account.id, hook.url, subscriber),
+                "state": PENDING if admission is policy.Admission.DUE else BUFFERED,
+                "created_at": now,
+            })
+        if rows:
+            Delivery.insert_many(rows).execute()
+        if dropped:
+            Webhook.update(dropped_events=Webhook.dropped_events + 1).where(
+                Webhook.id.in_(dropped)).execute()
+        return event_id, len(rows)
+
+
+# -- claims -----------------------------------------------------------------------------
+def _due_candidates(now: float, limit: int):
+    """Due deliveries that are first in line for their ordering key."""
+    earlier = Delivery.alias("earlier")
+    blocked = earlier.select(SQL("1")).where(
+        (earlier.order_key == Delivery.order_key) & (earlier.state == PENDING)
+        & (earlier.seq < Delivery.seq))
+    query = (Delivery
+             .select(Delivery.id, Delivery.webhook, Delivery.attempts, Webhook.failure_count)
+             .join(Webhook, on=(Delivery.webhook == Webhook.id))
+             .where((Delivery.state == PENDING) & (Delivery.next_at <= now)
+                    & (Webhook.active == True)  # noqa: E712 (SQL comparison)
+                    & ~fn.EXISTS(blocked))
+             .order_by(Delivery.next_at, Delivery.seq)
+             .limit(limit))
+    if db.obj is not None and "postgres" in type(db.obj).__name__.lower():
+        query = query.for_update("FOR UPDATE OF t1 SKIP LOCKED")
+    return [policy.Candidate(row.id, row.webhook_id, row.attempts,
+                             row.webhook.failure_count > 0) for row in query]
+
+
+def claim_due(owner: str, now: float, lease_sec: float, capacity: int,
+              in_flight: dict[int, int], per_webhook: int) -> list[Claim]:
+    """Lease up to ``capacity`` due deliveries to ``owner`` (see :func:`policy.choose`)."""
+    if capacity <= 0:
+        return []
+    with db.atomic():
+        candidates = _due_candidates(now, capacity * 4)
+        chosen = policy.choose(candidates, in_flight, capacity, per_webhook)
+        if not chosen:
+            return []
+        token = secrets.token_hex(8)
+        ids = [c.delivery_id for c in chosen]
+        Delivery.update(lease_owner=owner, lease_token=token,
+                        lease_until=now + lease_sec, next_at=now + lease_sec).where(
+            Delivery.id.in_(ids) & (Delivery.state == PENDING)
+            & (Delivery.next_at <= now)).execute()
+        rows = (Delivery
+                .select(Delivery.id, Delivery.lease_token, Delivery.webhook, Delivery.created_at,
+                        Webhook.url, Webhook.secret, Webhook.app, Webhook.event,
+                        Event.id, Event.body)
+                .join(Webhook, on=(Delivery.webhook == Webhook.id))
+                .switch(Delivery).join(Event, on=(Delivery.event == Event.id))
+                .where(Delivery.id.in_(ids) & (Delivery.lease_token == token))
+                .order_by(Delivery.next_at, Delivery.seq))
+        return [Claim(r.id, token, r.webhook_id, r.webhook.url, r.webhook.secret,
+                      r.webhook.app, r.webhook.event, r.event.body, r.event.id, r.created_at)
+                for r in rows]
+
+
+def next_due_at() -> float | None:
+    """When the next delivery becomes due (a retry, or an expiring lease)."""
+    return (Delivery.select(fn.MIN(Delivery.next_at))
+            .where(Delivery.state == PENDING).scalar())
+
+
+def release(owner: str, now: float, delivery_ids: Sequence[int] | None = None) -> int:
+    """Give leased deliveries back (shutdown): due again at once, for anyone."""
+    query = Delivery.update(lease_owner=None, lease_token=None, lease_until=None, next_at=now)
+    cond = (Delivery.lease_owner == owner) & (Delivery.state == PENDING)
+    if delivery_ids is not None:
+        cond &= Delivery.id.in_(list(delivery_ids))
+    return query.where(cond).execute()
+
+
+# -- outcomes ---------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Deactivation:
+    webhook_id: int
+    account_id: int
+    deactivations: int
+    failure_count: int
+    last_error: str
+    buffered: int
+    at: float
+
+
+def record_outcomes(outcomes: Sequence[Outcome], now: float, schedule: Sequence[float],
+                    rand: Callable[[], float],
+                    on_deactivate: Callable[[Deactivation], None] | None = None,
+                    ) -> list[Deactivation]:
+    """Record a batch of attempts in one transaction (a group commit).
+
+    Applies the policy: success → delivered, failure count 0; failure → count + 1 and a
+    retry after the schedule's delay, or, once the schedule is used up, deactivation:
+    the webhook turns inactive and all its undelivered deliveries go to its buffer.
+    ``on_deactivate`` runs inside the transaction (it stores the notification).
+    """
+    if not outcomes:
+        return []
+    deactivated: list[Deactivation] = []
+    with db.atomic():
+        ids = [o.delivery_id for o in outcomes]
+        held = dict(Delivery.select(Delivery.id, Delivery.lease_token).where(
+            Delivery.id.in_(ids) & (Delivery.state == PENDING)).tuples())
+        live = [o for o in outcomes if held.get(o.delivery_id) == o.token]
+        Attempt.insert_many([{
+            "delivery_id": o.delivery_id, "webhook_id": o.webhook_id, "at": now,
+            "status": o.status, "error": o.error, "duration_ms": o.duration_ms,
+        } for o in outcomes]).execute()
+        if not live:
+            return []
+        delivered = [o.delivery_id for o in live if o.success]
+        if delivered:
+            Delivery.update(state=DELIVERED, delivered_at=now, attempts=Delivery.attempts + 1,
+                            lease_owner=None, lease_token=None, lease_until=None).where(
+                Delivery.id.in_(delivered)).execute()
+        hooks = {h.id: h for h in Webhook.select().where(
+            Webhook.id.in_({o.webhook_id for o in live}))}
+        attempts = dict(Delivery.select(Delivery.id, Delivery.attempts).where(
+            Delivery.id.in_([o.delivery_id for o in live if not o.success])).tuples())
+        touched: dict[int, dict] = {}
+        for outcome in live:
+            hook = hooks[outcome.webhook_id]
+            if not hook.active:
+                continue
+            hook.failure_count = policy.failure_count_after(hook.failure_count,
+                                                            outcome.success)
+            changes = touched.setdefault(hook.id, {})
+            changes["failure_count"] = hook.failure_count
+            if outcome.success:
+                changes["last_success_at"] = now
+                continue
+            error = policy.describe_failure(outcome.status, outcome.error)
+            changes.update(last_failure_at=now, last_error=error[:1000])
+            failed = attempts[outcome.delivery_id] + 1
+            if policy.schedule_exhausted(failed, schedule):
+                Delivery.update(attempts=failed).where(
+                    Delivery.id == outcome.delivery_id).execute()
+                event = _deactivate(hook, now, error, changes)
+                deactivated.append(event)
+                if on_deactivate is not None:
+                    on_deactivate(event)
+            else:
+                Delivery.update(attempts=failed, lease_owner=None, lease_token=None,
+                                lease_until=None,
+                                next_at=now + policy.retry_delay(failed, schedule, rand)
+                                ).where(Delivery.id == outcome.delivery_id).execute()
+        for hook_id, changes in touched.items():
+            Webhook.update(**changes).where(Webhook.id == hook_id).execute()
+    return deactivated
+
+
+def _deactivate(hook: Webhook, now: float, error: str, changes: dict) -> Deactivation:
+    hook.active = False
+    changes.update(active=False, deactivated_at=now, deactivations=hook.deactivations + 1)
+    # Everything undelivered moves to the buffer; replay sends it in event order (the
+    # failing delivery is the oldest of its subscriber, so it goes first).
+    Delivery.update(state=BUFFERED, lease_owner=None, lease_token=None, lease_until=None
+                    ).where((Delivery.webhook == hook.id) & (Delivery.state == PENDING)
+                            ).execute()
+    buffered = Delivery.select().where((Delivery.webhook == hook.id)
+                                       & (Delivery.state == BUFFERED)).count()
+    return Deactivation(hook.id, hook.account_id, hook.deactivations + 1, hook.failure_count,
+                        error, buffered, now)
+
+
+# -- operators --------------------------------------------------------------------------
+def recent_attempts(account_name: str, webhook_id: int | None = None, limit: int = 50):
+    query = (Attempt.select(Attempt, Webhook.url)
+             .join(Webhook, on=(Attempt.webhook_id == Webhook.id))
+             .join(Account, on=(Webhook.account == Account.id))
+             .where(Account.username == account_name))
+    if webhook_id is not None:
+        query = query.where(Attempt.webhook_id == webhook_id)
+    return list(query.order_by(Attempt.at.desc(), Attempt.id.desc()).limit(limit))
+
+
+def purge(now: float, retention_sec: float, chunk: int = 5000) -> int:
+    """Delete delivered deliveries, attempts and finished events past the retention."""
+    cutoff = now - retention_sec
+    removed = 0
+    while True:
+        with db.atomic():
+            ids = [d.id for d in Delivery.select(Delivery.id).where(
+                (Delivery.state == DELIVERED) & (Delivery.delivered_at < cutoff)).limit(chunk)]
+            if not ids:
+                break
+            removed += Delivery.delete().where(Delivery.id.in_(ids)).execute()
+    with db.atomic():
+        Attempt.delete().where(Attempt.at < cutoff).execute()
+        Event.delete().where((Event.created_at < cutoff) & ~fn.EXISTS(
+            Delivery.select(SQL("1")).where(Delivery.event == Event.id))).execute()
+    return removed
