@@ -19,7 +19,6 @@ import time
 
 from twisted.application import service
 from twisted.internet import defer, task
-from twisted.internet.threads import deferToThreadPool
 
 from soapservice import signing
 from soapservice.store import outbox
@@ -33,11 +32,13 @@ PURGE_SEC = 3600.0
 class DeliveryService(service.Service):
     name = "delivery"
 
-    def __init__(self, settings, sender, store_pool, reactor, *, rand=random.random,
+    def __init__(self, settings, sender, run_in_store, reactor, *, rand=random.random,
                  on_deactivate=None, after_deactivate=None, owner=None):
+        """``run_in_store(fn, *args)`` runs a store function off the reactor thread and
+        returns a Deferred (tests pass a synchronous one with a ``task.Clock``)."""
         self.settings = settings
         self.sender = sender
-        self.store_pool = store_pool
+        self._store = run_in_store
         self.reactor = reactor
         self.rand = rand
         self.on_deactivate = on_deactivate  # in the store transaction (notification)
@@ -58,10 +59,6 @@ class DeliveryService(service.Service):
         self._purge = task.LoopingCall(self.purge)
         self._purge.clock = reactor
         self.stopping = False
-
-    # -- store access -----------------------------------------------------------------
-    def _store(self, fn, *args, **kwargs) -> defer.Deferred:
-        return deferToThreadPool(self.reactor, self.store_pool, fn, *args, **kwargs)
 
     def now(self) -> float:
         return self.reactor.seconds()
@@ -135,7 +132,7 @@ class DeliveryService(service.Service):
 
     @defer.inlineCallbacks
     def _schedule_next(self):
-        due = yield self._store(outbox.next_due_at)
+        due = yield self._store(outbox.next_due_at, self.now())
         if self._timer is not None and self._timer.active():
             self._timer.cancel()
         self._timer = None

@@ -118,7 +118,19 @@ class _CheckedEndpoint:
             endpoint = TCP4ClientEndpoint(reactor, address, self.uri.port)
         if self.uri.scheme == b"https":
             endpoint = wrapClientTLS(optionsForClientTLS(host), endpoint)
-        return endpoint.connect(protocol_factory)
+        return endpoint.connect(protocol_factory).addCallback(_no_delay)
+
+
+def _no_delay(proto):
+    """Headers and body go out in separate writes: without TCP_NODELAY, Nagle's
+    algorithm and the receiver's delayed ACK add ~40 ms to every request."""
+    transport = proto.transport
+    while transport is not None:
+        if hasattr(transport, "setTcpNoDelay"):
+            transport.setTcpNoDelay(True)
+            break
+        transport = getattr(transport, "transport", None)
+    return proto
 
 
 def describe_error(failure) -> str:

@@ -8,6 +8,7 @@ import logging
 
 from twisted.application import internet, service
 from twisted.internet import defer
+from twisted.internet.threads import deferToThreadPool
 from twisted.python.threadpool import ThreadPool
 from twisted.web import server
 
@@ -66,7 +67,10 @@ def make_delivery(settings: Settings, reactor, store_pool, dns_pool, targets,
                     max_per_host=min(256, settings.global_concurrency))
     on_deactivate = functools.partial(notify.store_notification, base_url=settings.base_url,
                                       ttl_sec=settings.token_ttl_days * 86400)
-    return DeliveryService(settings, sender, store_pool, reactor,
+    def run_in_store(fn, *args):
+        return deferToThreadPool(reactor, store_pool, fn, *args)
+
+    return DeliveryService(settings, sender, run_in_store, reactor,
                            on_deactivate=on_deactivate, **kwargs)
 
 

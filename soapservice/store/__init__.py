@@ -10,7 +10,7 @@ from __future__ import annotations
 import secrets
 import threading
 
-from peewee import Database
+from peewee import Database, SqliteDatabase
 from playhouse.db_url import connect
 
 from soapservice.models import ALL_MODELS, Setting, db
@@ -78,3 +78,14 @@ def ping() -> bool:
     """True when the store answers a trivial query (for /healthz)."""
     db.execute_sql("SELECT 1").fetchone()
     return True
+
+
+def write_transaction():
+    """A transaction that will write. On SQLite it takes the write lock up front
+    (``BEGIN IMMEDIATE``): a deferred transaction that reads first and then writes can
+    fail at once with "database is locked" when another connection wrote meanwhile,
+    whereas an immediate one waits its turn (``busy_timeout``)."""
+    database = db.obj
+    if isinstance(database, SqliteDatabase):
+        return database.atomic("IMMEDIATE")
+    return database.atomic()

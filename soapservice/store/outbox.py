@@ -26,8 +26,8 @@ from soapservice.models import (
     Delivery,
     Event,
     Webhook,
-    db,
 )
+from soapservice.store import write_transaction
 
 
 class UnknownAccount(LookupError):
@@ -73,7 +73,7 @@ def store_event(account_name: str, event: str, body: str, subscriber: str | None
     buffered one; the others only count the event as dropped. Returns (event id, number
     of webhooks it was queued for, buffered included).
     """
-    with db.atomic():
+    with write_transaction():
         account = Account.get_or_none(Account.username == account_name)
         if account is None:
             raise UnknownAccount(account_name)
@@ -103,24 +103,34 @@ def store_event(account_name: str, event: str, body: str, subscriber: str | None
 
 
 # -- claims -----------------------------------------------------------------------------
-def _due_candidates(now: float, limit: int):
-    """Due deliveries that are first in line for their ordering key."""
+def _due_candidates(now: float, limit: int, per_webhook: int):
+    """Due deliveries that may start: first in line for their ordering key, not held
+    back by a failing webhook (only already-failed ones are probed), at most
+    ``per_webhook`` per webhook so that one webhook's backlog never starves another."""
     earlier = Delivery.alias("earlier")
     blocked = earlier.select(SQL("1")).where(
         (earlier.order_key == Delivery.order_key) & (earlier.state == PENDING)
         & (earlier.seq < Delivery.seq))
-    query = (Delivery
-             .select(Delivery.id, Delivery.webhook, Delivery.attempts, Webhook.failure_count)
-             .join(Webhook, on=(Delivery.webhook == Webhook.id))
-             .where((Delivery.state == PENDING) & (Delivery.next_at <= now)
-                    & (Webhook.active == True)  # noqa: E712 (SQL comparison)
-                    & ~fn.EXISTS(blocked))
-             .order_by(Delivery.next_at, Delivery.seq)
-             .limit(limit))
-    if db.obj is not None and "postgres" in type(db.obj).__name__.lower():
-        query = query.for_update("FOR UPDATE OF t1 SKIP LOCKED")
-    return [policy.Candidate(row.id, row.webhook_id, row.attempts,
-                             row.webhook.failure_count > 0) for row in query]
+    rank = fn.ROW_NUMBER().over(partition_by=[Delivery.webhook],
+                                order_by=[Delivery.next_at, Delivery.seq])
+    ranked = (Delivery
+              .select(Delivery.id, Delivery.webhook, Delivery.attempts, Delivery.next_at,
+                      Delivery.seq, Webhook.failure_count, rank.alias("rank"))
+              .join(Webhook, on=(Delivery.webhook == Webhook.id))
+              .where((Delivery.state == PENDING) & (Delivery.next_at <= now)
+                     & (Webhook.active == True)  # noqa: E712 (SQL comparison)
+                     & ((Webhook.failure_count == 0) | (Delivery.attempts > 0))
+                     & ~fn.EXISTS(blocked))
+              .alias("ranked"))
+    query = (Delivery.select(ranked.c.id, ranked.c.webhook_id, ranked.c.attempts,
+                             ranked.c.failure_count)
+             .from_(ranked)
+             .where(ranked.c.rank <= per_webhook)
+             .order_by(ranked.c.next_at, ranked.c.seq)
+             .limit(limit)
+             .tuples())
+    return [policy.Candidate(d_id, hook_id, attempts, failures > 0)
+            for d_id, hook_id, attempts, failures in query]
 
 
 def claim_due(owner: str, now: float, lease_sec: float, capacity: int,
@@ -128,8 +138,8 @@ def claim_due(owner: str, now: float, lease_sec: float, capacity: int,
     """Lease up to ``capacity`` due deliveries to ``owner`` (see :func:`policy.choose`)."""
     if capacity <= 0:
         return []
-    with db.atomic():
-        candidates = _due_candidates(now, capacity * 4)
+    with write_transaction():
+        candidates = _due_candidates(now, capacity * 4, per_webhook)
         chosen = policy.choose(candidates, in_flight, capacity, per_webhook)
         if not chosen:
             return []
@@ -140,22 +150,23 @@ def claim_due(owner: str, now: float, lease_sec: float, capacity: int,
             Delivery.id.in_(ids) & (Delivery.state == PENDING)
             & (Delivery.next_at <= now)).execute()
         rows = (Delivery
-                .select(Delivery.id, Delivery.lease_token, Delivery.webhook, Delivery.created_at,
-                        Webhook.url, Webhook.secret, Webhook.app, Webhook.event,
-                        Event.id, Event.body)
+                .select(Delivery.id, Delivery.webhook.alias("webhook_id"),
+                        Delivery.created_at, Webhook.url, Webhook.secret, Webhook.app,
+                        Webhook.event, Event.id.alias("event_id"), Event.body)
                 .join(Webhook, on=(Delivery.webhook == Webhook.id))
                 .switch(Delivery).join(Event, on=(Delivery.event == Event.id))
                 .where(Delivery.id.in_(ids) & (Delivery.lease_token == token))
-                .order_by(Delivery.next_at, Delivery.seq))
-        return [Claim(r.id, token, r.webhook_id, r.webhook.url, r.webhook.secret,
-                      r.webhook.app, r.webhook.event, r.event.body, r.event.id, r.created_at)
-                for r in rows]
+                .order_by(Delivery.seq)
+                .dicts())
+        return [Claim(r["id"], token, r["webhook_id"], r["url"], r["secret"], r["app"],
+                      r["event"], r["body"], r["event_id"], r["created_at"]) for r in rows]
 
 
-def next_due_at() -> float | None:
-    """When the next delivery becomes due (a retry, or an expiring lease)."""
+def next_due_at(now: float) -> float | None:
+    """When the next delivery becomes due (a retry, or an expiring lease). Deliveries
+    due already but held back wait for an outcome, which wakes the loop anyway."""
     return (Delivery.select(fn.MIN(Delivery.next_at))
-            .where(Delivery.state == PENDING).scalar())
+            .where((Delivery.state == PENDING) & (Delivery.next_at > now)).scalar())
 
 
 def release(owner: str, now: float, delivery_ids: Sequence[int] | None = None) -> int:
@@ -193,7 +204,7 @@ def record_outcomes(outcomes: Sequence[Outcome], now: float, schedule: Sequence[
     if not outcomes:
         return []
     deactivated: list[Deactivation] = []
-    with db.atomic():
+    with write_transaction():
         ids = [o.delivery_id for o in outcomes]
         held = dict(Delivery.select(Delivery.id, Delivery.lease_token).where(
             Delivery.id.in_(ids) & (Delivery.state == PENDING)).tuples())
@@ -275,13 +286,13 @@ def purge(now: float, retention_sec: float, chunk: int = 5000) -> int:
     cutoff = now - retention_sec
     removed = 0
     while True:
-        with db.atomic():
+        with write_transaction():
             ids = [d.id for d in Delivery.select(Delivery.id).where(
                 (Delivery.state == DELIVERED) & (Delivery.delivered_at < cutoff)).limit(chunk)]
             if not ids:
                 break
             removed += Delivery.delete().where(Delivery.id.in_(ids)).execute()
-    with db.atomic():
+    with write_transaction():
         Attempt.delete().where(Attempt.at < cutoff).execute()
         Event.delete().where((Event.created_at < cutoff) & ~fn.EXISTS(
             Delivery.select(SQL("1")).where(Delivery.event == Event.id))).execute()

@@ -6,7 +6,8 @@ import time
 
 from peewee import fn
 
-from soapservice.models import BUFFERED, PENDING, Delivery, Webhook, db
+from soapservice.models import BUFFERED, PENDING, Delivery, Webhook
+from soapservice.store import write_transaction
 
 
 class LimitReached(Exception):
@@ -15,7 +16,7 @@ class LimitReached(Exception):
 
 def create(account_id: int, app: str, event: str, url: str, secret: str,
            limit: int) -> Webhook:
-    with db.atomic():
+    with write_transaction():
         count = Webhook.select().where(Webhook.account == account_id).count()
         if count >= limit:
             raise LimitReached(limit)
@@ -64,7 +65,7 @@ def activate(account_id: int, webhook_id: int, replay: bool,
     the account has no such webhook. An active webhook is left as it is.
     """
     now = time.time() if now is None else now
-    with db.atomic():
+    with write_transaction():
         hook = get(account_id, webhook_id)
         if hook is None:
             return None
@@ -87,7 +88,7 @@ def activate(account_id: int, webhook_id: int, replay: bool,
 
 def delete(account_id: int, webhook_id: int) -> bool:
     """Remove the webhook and every undelivered delivery of it."""
-    with db.atomic():
+    with write_transaction():
         hook = get(account_id, webhook_id)
         if hook is None:
             return False
