@@ -101,6 +101,7 @@ def test_operations_come_from_the_service_definition_and_assets_from_the_package
         answer = requests.get(f"{server.url}/static/{asset}")
         assert answer.status_code == 200 and answer.headers["content-type"].startswith(ctype)
     assert requests.get(server.url + "/static/").status_code == 403  # no listing
+    assert requests.get(server.url + "/demo/nothing").status_code == 404
     assert requests.get(server.url + "/static/../cli.py").status_code == 404
 
 
@@ -194,6 +195,9 @@ def test_what_is_shown_is_text_never_markup_and_passwords_stay_out(server, brows
     assert PASSWORD in shown(driver, "sample-php")
     by_id(driver, "copy-php").click()
     wait_for(lambda: shown(driver, "copy-php-status") == "Copied", message="Copied")
+    # Nothing typed is kept in the browser either.
+    assert driver.execute_script(
+        "return [localStorage.length, sessionStorage.length, document.cookie]") == [0, 0, ""]
 
 
 def test_keyboard_labels_and_phone_screen(server, browser):

@@ -1,4 +1,4 @@
-"""``/demo``: the Web Service Demo page, and ``/static/`` for the pages' CSS and JS.
+"""``/demo``: the Web Service Demo page and ``/demo/operations.json``.
 
 The page is static HTML/CSS/JS shipped in the package (no CDN, no server-side state):
 it reads ``/demo/operations.json``, built here from the Spyne service definition, so a
@@ -10,18 +10,15 @@ except through that SOAP call.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 from spyne.model.primitive import Boolean, Integer
-from twisted.web import resource, static
+from twisted.web import pages as twisted_pages
+from twisted.web import resource
 
 from soapservice.errors import DESCRIPTIONS, EVENTS
 from soapservice.soap.service import OPERATIONS, WebHookService, parameter_types
 from soapservice.soap.types import NAMESPACE
-
-WEB = Path(__file__).resolve().parent
-STATIC = WEB / "static"
-TEMPLATES = WEB / "templates"
+from soapservice.web.pages import StaticPage, set_page_headers
 
 # Values a parameter may take, where the API fixes them (the page offers a choice).
 CHOICES = {"event": list(EVENTS), "replayEvents": ["0", "1"]}
@@ -40,17 +37,6 @@ HINTS = {
     "replayEvents": "1 sends the buffered events, 0 discards them",
     "app": "your application's name",
 }
-
-# The pages are same-origin only: no inline script, no third-party anything.
-SECURITY_HEADERS = {
-    b"content-security-policy": (b"default-src 'none'; script-src 'self'; style-src 'self'; "
-                                 b"img-src 'self' data:; connect-src 'self'; base-uri 'none'; "
-                                 b"form-action 'self'; frame-ancestors 'none'"),
-    b"x-content-type-options": b"nosniff",
-    b"referrer-policy": b"no-referrer",
-    b"x-frame-options": b"DENY",
-}
-
 
 def _type_name(spyne_type) -> str:
     if issubclass(spyne_type, Boolean):
@@ -92,13 +78,6 @@ def describe_operations(base_url: str) -> dict:
     }
 
 
-def _secure(request, content_type: bytes, cache: bytes = b"no-cache"):
-    request.setHeader(b"content-type", content_type)
-    request.setHeader(b"cache-control", cache)
-    for name, value in SECURITY_HEADERS.items():
-        request.setHeader(name, value)
-
-
 class OperationsJson(resource.Resource):
     isLeaf = True
 
@@ -107,21 +86,7 @@ class OperationsJson(resource.Resource):
         self.body = json.dumps(describe_operations(base_url), indent=1).encode()
 
     def render_GET(self, request):
-        _secure(request, b"application/json; charset=utf-8")
-        return self.body
-
-
-class Page(resource.Resource):
-    """A static HTML page from ``web/templates``, read once at start."""
-
-    isLeaf = True
-
-    def __init__(self, template: str):
-        super().__init__()
-        self.body = (TEMPLATES / template).read_bytes()
-
-    def render_GET(self, request):
-        _secure(request, b"text/html; charset=utf-8")
+        set_page_headers(request, b"application/json; charset=utf-8")
         return self.body
 
 
@@ -130,7 +95,7 @@ class Demo(resource.Resource):
 
     def __init__(self, settings):
         super().__init__()
-        self.page = Page("demo.html")
+        self.page = StaticPage("demo.html")
         self.putChild(b"operations.json", OperationsJson(settings.base_url))
 
     def render_GET(self, request):
@@ -139,23 +104,4 @@ class Demo(resource.Resource):
     def getChild(self, path, request):
         if path == b"":
             return self.page
-        return resource.NoResource()
-
-
-class StaticFiles(static.File):
-    """``/static/``: the shipped CSS and JS, without directory listings."""
-
-    contentTypes = {**static.File.contentTypes, ".js": "text/javascript; charset=utf-8",
-                    ".css": "text/css; charset=utf-8"}
-
-    def directoryListing(self):
-        return resource.ForbiddenResource()
-
-    def render_GET(self, request):
-        request.setHeader(b"x-content-type-options", b"nosniff")
-        request.setHeader(b"cache-control", b"no-cache")
-        return super().render_GET(request)
-
-
-def static_files() -> StaticFiles:
-    return StaticFiles(str(STATIC), defaultType="application/octet-stream")
+        return twisted_pages.notFound()

@@ -4,10 +4,11 @@ from twisted.web import resource
 from twisted.web.wsgi import WSGIResource
 
 from soapservice.soap.apps import build_wsgi
-from soapservice.web.demo import Demo, static_files
+from soapservice.web.demo import Demo
 from soapservice.web.health import Health
 from soapservice.web.jsonapi import JsonRoot
 from soapservice.web.legacy import legacy_tree
+from soapservice.web.pages import static_files
 
 
 class Root(resource.Resource):
