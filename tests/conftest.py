@@ -133,3 +133,30 @@ def browser(tmp_path):
     driver = start_chromium(chromium, chromedriver, profile)
     yield driver
     driver.quit()
+
+
+@pytest.fixture(scope="session")
+def pg_database():
+    """This run's own PostgreSQL database (None unless SOAPSERVICE_TEST_DATABASE_URL is
+    set); dropped when the run ends."""
+    from tests import pgstore
+    server = pgstore.server_url()
+    if server is None:
+        yield None
+        return
+    url = pgstore.create_database(server)
+    yield url
+    from soapservice import store
+    store.close_store()
+    pgstore.drop_database(server, url)
+
+
+@pytest.fixture
+def store_url(tmp_path, pg_database):
+    """A fresh, empty store for store-level tests: a temp SQLite file, or this run's
+    PostgreSQL database emptied (when SOAPSERVICE_TEST_DATABASE_URL is set)."""
+    if pg_database is None:
+        return f"sqlite:///{tmp_path / 't.db'}"
+    from tests import pgstore
+    pgstore.empty(pg_database)
+    return pg_database

@@ -48,8 +48,8 @@ class ScriptedSender:
 
 
 @pytest.fixture
-def env(tmp_path):
-    store.open_store(f"sqlite:///{tmp_path / 't.db'}")
+def env(store_url):
+    store.open_store(store_url)
     account = accounts.add("alice", auth.hash_password("pw", n=2**4))
     clock = task.Clock()
     clock.advance(START)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import secrets
 import threading
 
-from peewee import Database, SqliteDatabase
+from peewee import Database, PostgresqlDatabase, SqliteDatabase
 from playhouse.db_url import connect
 
 from soapservice.models import ALL_MODELS, Setting, db
@@ -32,6 +32,23 @@ _SQLITE_PRAGMAS = {
 
 _lock = threading.Lock()
 
+# pg_advisory_xact_lock keys (any two distinct 64-bit numbers; these spell "soapsvc").
+SCHEMA_LOCK = 0x736F617073766301
+INGEST_LOCK = 0x736F617073766302
+CLAIM_LOCK = 0x736F617073766303
+# The channel on which a PostgreSQL store announces due work to every worker.
+CHANNEL = "soapservice_due"
+# Connections a process may hold (one per thread that touches the store).
+POOL_MAX_CONNECTIONS = 32
+
+
+def _postgres_url(url: str) -> str:
+    """``postgresql://...`` (or ``postgres://``) as a pooled connection URL."""
+    scheme, sep, rest = url.partition("://")
+    if scheme in ("postgres", "postgresql"):
+        return f"postgresql+pool{sep}{rest}"
+    return url
+
 
 def open_store(url: str, *, synchronous: str | None = None) -> Database:
     """Connect the models to ``url`` and make sure the schema exists."""
@@ -41,14 +58,61 @@ def open_store(url: str, *, synchronous: str | None = None) -> Database:
             if synchronous:
                 pragmas["synchronous"] = synchronous
             database = connect(url, pragmas=pragmas, check_same_thread=False)
+        elif url.startswith("postgres"):
+            # Each thread keeps one pooled connection (peewee's connections are
+            # per thread); a process has a few store threads, not hundreds.
+            database = connect(_postgres_url(url), max_connections=POOL_MAX_CONNECTIONS,
+                               stale_timeout=300, timeout=30)
         else:
             database = connect(url)
+        previous = db.obj
         db.initialize(database)
+        if isinstance(previous, PostgresqlDatabase) and previous is not database:
+            _close(previous)
         with database.connection_context():
             with database.atomic():
+                if is_postgres(database):
+                    # Several processes starting at once: one creates or migrates the
+                    # schema, the others wait here and then find it done.
+                    advisory_lock(SCHEMA_LOCK, database)
                 database.create_tables(ALL_MODELS, safe=True)
                 _migrate(database)
         return database
+
+
+def _close(database: Database) -> None:
+    """Release a replaced store's connections (tests open many stores)."""
+    close_all = getattr(database, "close_all", None)
+    if close_all is not None:
+        close_all()
+    else:
+        database.close()
+
+
+def close_store() -> None:
+    """Close the current store's connections (all of them for a pool)."""
+    if db.obj is not None:
+        _close(db.obj)
+
+
+def is_postgres(database: Database | None = None) -> bool:
+    database = db.obj if database is None else database
+    return isinstance(database, PostgresqlDatabase)
+
+
+def advisory_lock(key: int, database: Database | None = None) -> None:
+    """PostgreSQL: wait for the transaction-level advisory lock ``key`` (held until the
+    transaction ends). Call inside a transaction."""
+    database = db.obj if database is None else database
+    database.execute_sql("SELECT pg_advisory_xact_lock(%s)", (key,))
+
+
+def notify_due() -> None:
+    """Tell every listening worker that work is due (PostgreSQL only; sent when the
+    current transaction commits). SQLite processes rely on the in-process wake-up and
+    the sweep."""
+    if is_postgres():
+        db.obj.execute_sql(f"NOTIFY {CHANNEL}")
 
 
 def _migrate(database: Database) -> None:
