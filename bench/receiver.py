@@ -1,0 +1,65 @@
+"""The webhook receiver of every scenario, in its own process (Twisted, one thread).
+
+It answers ``POST`` with 200 at once and records, per request, the arrival time, the
+path and the event's ``k`` (a number the load puts in each event's data), so both the
+bare loop and soapservice are timed by the same clock at the same place. Paths under
+``/hang/`` are held open forever (a URL that never answers). Control, as JSON:
+``GET /stats`` (count, first and last arrival), ``GET /arrivals`` (the records),
+``POST /reset``. Prints its port on the first line of stdout.
+
+    python -m bench.receiver
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+import time
+
+_K = re.compile(rb'"k":(\d+)')
+
+
+def main():
+    from twisted.internet import reactor
+    from twisted.web import resource, server
+
+    state = {"count": 0, "first": None, "last": None, "arrivals": [], "hanging": []}
+
+    class Receiver(resource.Resource):
+        isLeaf = True
+
+        def render_POST(self, request):
+            now = time.time()
+            path = request.path
+            if path == b"/reset":
+                state.update(count=0, first=None, last=None, arrivals=[])
+                return b"{}"
+            if path.startswith(b"/hang/"):
+                state["hanging"].append(request)
+                return server.NOT_DONE_YET
+            body = request.content.read()
+            match = _K.search(body)
+            state["count"] += 1
+            if state["first"] is None:
+                state["first"] = now
+            state["last"] = now
+            state["arrivals"].append((now, path.decode(), int(match.group(1)) if match
+                                      else None))
+            return b"ok"
+
+        def render_GET(self, request):
+            request.setHeader(b"content-type", b"application/json")
+            if request.path == b"/arrivals":
+                return json.dumps(state["arrivals"]).encode()
+            return json.dumps({k: state[k] for k in ("count", "first", "last")}).encode()
+
+    site = server.Site(Receiver())
+    site.log = lambda request: None  # no access log: it would cost as much as the answer
+    port = reactor.listenTCP(0, site, interface="127.0.0.1", backlog=1024)
+    print(port.getHost().port, flush=True)
+    reactor.run()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
