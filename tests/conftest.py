@@ -55,20 +55,39 @@ class Server:
         return user, password
 
     def start(self):
-        self._log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen([sys.executable, "-m", "soapservice", "serve"],
-                                     env=self.env, stdout=self._log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError("server exited:\n" + self.log_path.read_text())
-            try:
-                if requests.get(self.url + "/healthz", timeout=1).status_code == 200:
-                    return self
-            except requests.ConnectionError:
-                pass
-            time.sleep(0.05)
-        raise RuntimeError("server did not start:\n" + self.log_path.read_text())
+        """Start ``serve`` and wait until *this* process listens (its log says so): a
+        /healthz answer alone could come from another test's server on a reused port."""
+        for _ in range(3):
+            self._log = open(self.log_path, "ab")
+            offset = self.log_path.stat().st_size
+            self.proc = subprocess.Popen([sys.executable, "-m", "soapservice", "serve"],
+                                         env=self.env, stdout=self._log,
+                                         stderr=subprocess.STDOUT)
+            marker = f"listening on http://127.0.0.1:{self.port}/"
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                text = self.log_path.read_bytes()[offset:].decode(errors="replace")
+                if self.proc.poll() is not None:
+                    if "Address already in use" in text or "Couldn't listen" in text:
+                        break  # the port was taken meanwhile: try another
+                    raise RuntimeError("server exited:\n" + text)
+                if marker in text:
+                    try:
+                        if requests.get(self.url + "/healthz", timeout=1).status_code == 200:
+                            return self
+                    except requests.ConnectionError:
+                        pass
+                time.sleep(0.05)
+            else:
+                raise RuntimeError("server did not start:\n" + self.log())
+            self._log.close()
+            self._switch_port(free_port())
+        raise RuntimeError("no free port found:\n" + self.log())
+
+    def _switch_port(self, port):
+        self.port = port
+        self.url = f"http://127.0.0.1:{port}"
+        self.env["SOAPSERVICE_PORT"] = str(port)
 
     def stop(self, sig=None):
         if self.proc and self.proc.poll() is None:
