@@ -2,6 +2,7 @@
 server; credentials never in clear; the cache of good checks; throttling (error 8)."""
 
 import itertools
+import sqlite3
 
 import pytest
 import requests
@@ -51,10 +52,17 @@ def test_add_list_passwd_remove(srv):
     assert get_webhooks(srv, "carol", PASSWORD)["error"] == 1
     assert get_webhooks(srv, "carol", NEW_PASSWORD)["error"] == 0
 
+    created = requests.post(srv.url + "/json/CreateWebHook", timeout=30, data={
+        "username": "carol", "password": NEW_PASSWORD, "app": "crm",
+        "event": "optin_finalized", "url": "http://127.0.0.1:9/h"}).json()
+    assert created["error"] == 0
     removed = cli(srv, "remove", "carol")
     assert removed.stdout.strip() == "account carol removed"
     assert get_webhooks(srv, "carol", NEW_PASSWORD)["error"] == 1
     assert "carol" not in cli(srv, "list").stdout
+    with sqlite3.connect(f"file:{srv.db_path}?mode=ro", uri=True) as db:  # its webhooks too
+        assert db.execute("SELECT COUNT(*) FROM webhook WHERE id = ?",
+                          (created["result"]["id"],)).fetchone() == (0,)
     for action in ("remove", "passwd"):
         missing = cli(srv, action, "carol", password="x", check=False)
         assert missing.returncode != 0 and "no account 'carol'" in missing.stderr

@@ -1,6 +1,9 @@
 """A customer's PHP SoapClient (tests/php/webhooks_client.php) against a running server."""
 
+import os
 import subprocess
+
+import pytest
 
 from tests.conftest import PASSWORD, ROOT, require_tool
 
@@ -8,7 +11,11 @@ from tests.conftest import PASSWORD, ROOT, require_tool
 def test_php_soapclient_drives_all_operations(server):
     php = require_tool("php")
     modules = subprocess.run([php, "-m"], capture_output=True, text=True).stdout
-    assert "soap" in modules.split(), "php-soap is not installed (apt-get install php-soap)"
+    if "soap" not in modules.split():
+        message = "php-soap is not installed (apt-get install php-soap; .ci/run does)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
     done = subprocess.run([php, str(ROOT / "tests" / "php" / "webhooks_client.php"),
                            server.url, "alice", PASSWORD, "bob"],
                           capture_output=True, text=True, timeout=120)
