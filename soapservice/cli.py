@@ -21,7 +21,7 @@ def _settings():
 
 def _open_store(settings):
     from soapservice import store
-    store.open_store(settings.database_url)
+    store.open_store(settings.database_url, synchronous=settings.sqlite_synchronous)
 
 
 def _read_password(prompt_twice: bool = True) -> str:

@@ -42,6 +42,9 @@ class Settings:
     auth_cache_sec: float = 60.0
     metrics_port: int | None = None
     delivery_enabled: bool = True
+    # SQLite's fsync policy (WAL mode): "normal" survives a crash of the process, "full"
+    # also a power loss or an OS crash (every commit waits for the disk).
+    sqlite_synchronous: str = "normal"
 
     @property
     def base_url(self) -> str:
@@ -85,6 +88,16 @@ def _flag(env, name, default=False):
     if value in ("0", "false", "no", "off"):
         return False
     raise ConfigError(f"{name}={raw!r} must be 0 or 1")
+
+
+def _choice(env, name, default, choices):
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    value = raw.strip().lower()
+    if value not in choices:
+        raise ConfigError(f"{name}={raw!r} must be one of: {', '.join(choices)}")
+    return value
 
 
 def parse_schedule(raw: str, name: str = "SOAPSERVICE_RETRY_SCHEDULE") -> tuple[float, ...]:
@@ -143,4 +156,6 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
                                float, 0),
         metrics_port=metrics_port,
         delivery_enabled=_flag(env, "SOAPSERVICE_DELIVERY", True),
+        sqlite_synchronous=_choice(env, "SOAPSERVICE_SQLITE_SYNCHRONOUS",
+                                   Settings.sqlite_synchronous, ("normal", "full", "extra")),
     )

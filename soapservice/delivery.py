@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import os
 import random
+import secrets
 import socket
 import time
 
@@ -27,6 +28,48 @@ log = logging.getLogger(__name__)
 
 SWEEP_SEC = 5.0
 PURGE_SEC = 3600.0
+_HOST = socket.gethostname()[:40]
+_LIVE_OWNERS: set[str] = set()  # owner ids of the delivery services running in this process
+
+
+def owner_is_dead(owner: str, sqlite: bool, host: str = _HOST, pid: int | None = None,
+                  live: set[str] = _LIVE_OWNERS) -> bool:
+    """True only when the process that holds ``owner``'s leases surely is gone.
+
+    An owner on this host is dead when its pid is this process but not one of its running
+    services (a previous life under the same pid, as in a container), or when no process
+    has its pid. An owner on another host cannot be judged (PostgreSQL serving several
+    hosts): its leases run out by themselves. On SQLite in WAL mode every process using
+    the file is on this host, so another host's name means an earlier machine or
+    container that had this file.
+    """
+    pid = os.getpid() if pid is None else pid
+    try:
+        owner_host, owner_pid, _token = owner.rsplit(":", 2)
+        owner_pid = int(owner_pid)
+    except ValueError:
+        return False
+    if owner_host != host:
+        return sqlite
+    if owner_pid == pid:
+        return owner not in live
+    return not _pid_alive(owner_pid)
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid <= 0:
+        return True  # not a process id: don't judge
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # EPERM: it exists, under another user
+        return True
+    try:  # a killed process nobody has reaped yet is a zombie: gone all the same
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            return stat.read().rsplit(b")", 1)[1].split()[0] != b"Z"
+    except (OSError, IndexError):
+        return True
 
 
 class DeliveryService(service.Service):
@@ -43,7 +86,9 @@ class DeliveryService(service.Service):
         self.rand = rand
         self.on_deactivate = on_deactivate  # in the store transaction (notification)
         self.after_deactivate = after_deactivate  # on the reactor, after commit (mail)
-        self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
+        # host:pid:token; the token is new at every start, so an owner id never outlives
+        # its process (see :func:`owner_is_dead`). Kept within the column's 64 characters.
+        self.owner = owner or f"{_HOST}:{os.getpid()}:{secrets.token_hex(4)}"
         self.lease_sec = settings.delivery_timeout_sec * 2 + 30
         self.in_flight: dict[int, int] = {}  # webhook id -> requests running
         self.sending: dict[int, defer.Deferred] = {}  # delivery id -> attempt
@@ -54,6 +99,8 @@ class DeliveryService(service.Service):
         self._flushing = False
         self._timer = None
         self._wake_call = None
+        self._claiming_d = None
+        self._started = defer.succeed(None)
         self._sweep = task.LoopingCall(self.wake)
         self._sweep.clock = reactor
         self._purge = task.LoopingCall(self.purge)
@@ -67,8 +114,32 @@ class DeliveryService(service.Service):
     def startService(self):
         super().startService()
         self.stopping = False
-        self._sweep.start(SWEEP_SEC, now=True)
-        self._purge.start(PURGE_SEC, now=False)
+        _LIVE_OWNERS.add(self.owner)
+        self._started = self._take_back_orphans()
+        self._started.addBoth(self._start_loops)
+
+    def _take_back_orphans(self) -> defer.Deferred:
+        """Leases of a process that provably died (killed on this host) are due again
+        at once, instead of when their lease runs out: a restart after a crash
+        continues immediately. A process that may be alive keeps its leases."""
+        sqlite = self.settings.database_url.startswith("sqlite")
+        d = self._store(outbox.release_orphans,
+                        lambda owner: owner_is_dead(owner, sqlite), self.now())
+
+        def report(released):
+            for owner, count in released.items():
+                log.warning("took back %d deliveries leased by %s (no longer running); "
+                            "they may reach their receivers a second time", count, owner)
+
+        def failed(failure):
+            log.error("could not take back orphaned leases (%s); they are retried when "
+                      "their lease expires", failure.getErrorMessage())
+        return d.addCallbacks(report, failed)
+
+    def _start_loops(self, _):
+        if self.running and not self.stopping:
+            self._sweep.start(SWEEP_SEC, now=True)
+            self._purge.start(PURGE_SEC, now=False)
 
     @defer.inlineCallbacks
     def stopService(self):
@@ -76,6 +147,7 @@ class DeliveryService(service.Service):
         delivery timeout), record them, and give back every lease still held."""
         self.stopping = True
         super().stopService()
+        yield self._started
         for loop in (self._sweep, self._purge):
             if loop.running:
                 loop.stop()
@@ -83,10 +155,13 @@ class DeliveryService(service.Service):
             if call is not None and call.active():
                 call.cancel()
         self._timer = self._wake_call = None
+        while self._claiming_d is not None:  # a claim running in the store finishes first
+            yield self._claiming_d
         if self.sending:
             yield defer.DeferredList(list(self.sending.values()), consumeErrors=True)
         yield self._flush()
         yield self._store(outbox.release, self.owner, self.now())
+        _LIVE_OWNERS.discard(self.owner)
         yield self.sender.close()
 
     # -- waking -----------------------------------------------------------------------
@@ -98,7 +173,17 @@ class DeliveryService(service.Service):
             self._again = True
             return
         if self._wake_call is None or not self._wake_call.active():
-            self._wake_call = self.reactor.callLater(0, self._claim)
+            self._wake_call = self.reactor.callLater(0, self._claim_tracked)
+
+    def _claim_tracked(self):
+        if self._claiming:
+            return
+        d = self._claiming_d = self._claim()
+
+        def done(_):
+            if self._claiming_d is d:
+                self._claiming_d = None
+        d.addBoth(done)
 
     def wake_from_thread(self, *_):
         self.reactor.callFromThread(self.wake)
@@ -143,6 +228,8 @@ class DeliveryService(service.Service):
     def _start(self, claim: outbox.Claim):
         if claim.webhook_id in self.deleted:
             return  # its rows are gone with the webhook; nothing to record
+        if self.stopping:
+            return  # claimed while stopping: stopService releases the lease unsent
         self.in_flight[claim.webhook_id] = self.in_flight.get(claim.webhook_id, 0) + 1
         msg_id = signing.message_id(claim.delivery_id)
         headers = signing.headers(claim.secret, msg_id, claim.body, claim.event, claim.app,

@@ -28,7 +28,7 @@ from twisted.web.http_headers import Headers
 from twisted.web.iweb import IAgentEndpointFactory, IBodyProducer
 from zope.interface import implementer
 
-from soapservice.targets import TargetPolicy, TargetRefused, literal_address, resolve_host
+from soapservice.targets import TargetPolicy, TargetRefused, Unresolvable, literal_address
 
 MAX_RESPONSE_BYTES = 64 * 1024
 
@@ -85,17 +85,24 @@ class CheckedEndpointFactory:
         return _CheckedEndpoint(self, uri)
 
     def checked_addresses(self, host: str, port: int) -> defer.Deferred:
-        literal = literal_address(host)
-        if literal is not None:
-            return defer.maybeDeferred(self._check, [literal], host)
-        d = deferToThreadPool(self.reactor, self.pool, resolve_host, host, port)
-        return d.addCallback(self._check, host)
+        """The target policy's addresses for ``host``: resolved once (in the DNS thread
+        pool, or not at all for a literal address), every one of them checked."""
+        if literal_address(host) is not None:
+            d = defer.maybeDeferred(self.targets.resolve_checked, host, port)
+        else:
+            d = deferToThreadPool(self.reactor, self.pool, self.targets.resolve_checked,
+                                  host, port)
+        return d.addErrback(_refused)
 
-    def _check(self, addresses, host):
-        refused = [a for a in addresses if not self.targets.address_allowed(a)]
-        if refused or not addresses:
-            raise TargetRefused(f"refused target address {refused[0] if refused else host}")
-        return addresses
+
+def _refused(failure):
+    """Word a refusal for ``lastError``: an unresolvable name is a DNS failure (it may
+    resolve later), a forbidden address is the SSRF guard speaking."""
+    failure.trap(TargetRefused)
+    error = failure.value
+    if isinstance(error, Unresolvable):
+        raise DNSLookupError(str(error))
+    raise TargetRefused(f"refused target address: {error}")
 
 
 class _CheckedEndpoint:

@@ -79,7 +79,7 @@ def make_service(settings: Settings, reactor=None) -> SequentialMultiService:
     first, then the delivery loop finishes its attempts, then the pools stop."""
     if reactor is None:
         from twisted.internet import reactor
-    store.open_store(settings.database_url)
+    store.open_store(settings.database_url, synchronous=settings.sqlite_synchronous)
     top = SequentialMultiService()
     pool = ThreadPool(minthreads=2, maxthreads=16, name="soapservice-api")
     store_pool = ThreadPool(minthreads=1, maxthreads=1, name="soapservice-store")

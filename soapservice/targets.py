@@ -45,6 +45,10 @@ class TargetRefused(ValueError):
     """The URL may not be used as a webhook target; the message says why."""
 
 
+class Unresolvable(TargetRefused):
+    """The host name does not resolve (now): nothing to check, nothing to connect to."""
+
+
 class TargetPolicy:
     """The SSRF policy: the deny list, minus what the operator opened.
 
@@ -92,9 +96,9 @@ class TargetPolicy:
                 addresses = list(dict.fromkeys(
                     str(a) for a in (resolve or self.resolver)(host, port)))
             except (OSError, UnicodeError, ValueError):
-                raise TargetRefused(f"host {host!r} does not resolve") from None
+                raise Unresolvable(f"host {host!r} does not resolve") from None
             if not addresses:
-                raise TargetRefused(f"host {host!r} does not resolve")
+                raise Unresolvable(f"host {host!r} does not resolve")
         for address in addresses:
             if not self.address_allowed(address):
                 raise TargetRefused(f"host {host!r} is a refused address ({address})")

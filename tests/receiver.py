@@ -21,7 +21,8 @@ class Receiver:
     def __init__(self, answer=None):
         self.requests: list[dict] = []
         self.lock = threading.Lock()
-        # answer(request_dict) -> int status (or None: drop the connection)
+        # answer(request_dict) -> int status (or None: drop the connection), or
+        # (status, {header: value})
         self.answer = answer or (lambda req: 200)
         self.connections: set[socket.socket] = set()
         self.port = 0
@@ -50,6 +51,9 @@ class Receiver:
                                                       self.headers.items()},
                        "body": body, "at": time.time()}
                 status = receiver.answer(req)
+                extra = {}
+                if isinstance(status, tuple):
+                    status, extra = status
                 req["status"] = status
                 with receiver.lock:
                     receiver.requests.append(req)
@@ -57,6 +61,8 @@ class Receiver:
                     self.close_connection = True
                     return
                 self.send_response(status)
+                for name, value in extra.items():
+                    self.send_header(name, value)
                 self.send_header("Content-Length", "2")
                 self.end_headers()
                 self.wfile.write(b"ok")

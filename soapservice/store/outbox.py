@@ -178,6 +178,21 @@ def release(owner: str, now: float, delivery_ids: Sequence[int] | None = None) -
     return query.where(cond).execute()
 
 
+def release_orphans(is_dead: Callable[[str], bool], now: float) -> dict[str, int]:
+    """Give back the leases of every owner ``is_dead`` judges gone (at startup, after a
+    crash): due again at once. Returns {owner: deliveries released}."""
+    owners = [o for (o,) in Delivery.select(Delivery.lease_owner).distinct().where(
+        (Delivery.state == PENDING) & Delivery.lease_owner.is_null(False)).tuples()]
+    released = {}
+    for owner in owners:
+        if is_dead(owner):
+            with write_transaction():
+                count = release(owner, now)
+            if count:
+                released[owner] = count
+    return released
+
+
 # -- outcomes ---------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Deactivation:
