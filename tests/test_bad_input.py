@@ -1,8 +1,10 @@
 """Raw bad requests against a running server: each gets a SOAP Client fault (or a 4xx
 with a message), the server keeps serving, and the store is unchanged after it."""
 
+import gzip
 import socket
 import sqlite3
+import zlib
 
 import pytest
 import requests
@@ -170,6 +172,37 @@ def test_json_mirror_bad_bodies(srv, unchanged):
     missing = requests.post(url, json={"username": "alice", "password": PASSWORD,
                                        "app": "crm"}, timeout=10)
     assert missing.status_code == 200 and missing.json()["error"] == 2
+
+
+def test_compressed_bodies(srv, unchanged):
+    """gzip/deflate request bodies (PHP SoapClient's compression option) are read; the
+    body limit applies to the inflated size; broken or unknown encodings get a 4xx."""
+    body = call("GetWebHooks").encode()
+
+    def post(data, encoding):
+        return requests.post(srv.url + "/soap", data=data, timeout=10,
+                             headers={**XML, "Content-Encoding": encoding})
+
+    for encoding, data in (("gzip", gzip.compress(body)), ("deflate", zlib.compress(body)),
+                           ("deflate", _raw_deflate(body))):
+        answer = post(data, encoding)
+        assert answer.status_code == 200 and "<tns:error>0</tns:error>" in answer.text, encoding
+    bomb = gzip.compress(body + b" " * (50 * LIMIT))
+    assert len(bomb) < LIMIT
+    answer = post(bomb, "gzip")
+    assert answer.status_code == 413 and "once decompressed" in answer.text
+    broken = post(gzip.compress(body)[:-12], "gzip")
+    assert broken.status_code == 400 and "not valid gzip" in broken.text
+    assert post(body, "br").status_code == 415
+    json_gzip = requests.post(srv.url + "/json/GetWebHooks", timeout=10, data=gzip.compress(
+        b"username=alice&password=" + PASSWORD.replace(" ", "+").encode()), headers={
+        "Content-Type": "application/x-www-form-urlencoded", "Content-Encoding": "gzip"})
+    assert json_gzip.json()["error"] == 0
+
+
+def _raw_deflate(data: bytes) -> bytes:
+    packer = zlib.compressobj(wbits=-15)
+    return packer.compress(data) + packer.flush()
 
 
 def test_log_has_no_traceback_nor_password(srv):

@@ -151,6 +151,14 @@ try {
           "unknown operation: SoapFault $fault->faultcode", $fault->getMessage());
 }
 
+// PHP's compression option gzips the requests (with a level) and accepts gzip answers.
+$gz = client("$base/soap?wsdl",
+             ['compression' => SOAP_COMPRESSION_ACCEPT | SOAP_COMPRESSION_GZIP | 5]);
+$listGz = $gz->GetWebHooks(['username' => $user, 'password' => $password])->GetWebHooksResult;
+check($listGz->error === 0 && count($listGz->result->WebHook) === 2
+      && strpos($gz->__getLastRequestHeaders(), 'Content-Encoding: gzip') !== false,
+      'gzip-compressed request', $gz->__getLastRequestHeaders());
+
 // SOAP 1.2 endpoint from PHP.
 $client12 = client("$base/soap12?wsdl", ['soap_version' => SOAP_1_2]);
 $list12 = $client12->GetWebHooks(['username' => $user, 'password' => $password])
