@@ -1,74 +1,22 @@
 """The Web Service Demo (/demo) as a new user meets it: in a real browser against a
-running server, checked through zeep, and its generated sample code run as written."""
+running server, checked through zeep. Its sample code: tests/test_demo_samples.py."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
+import pytest
 import requests
-import zeep
 
 from soapservice.errors import EVENTS
 from soapservice.soap.service import OPERATIONS, parameter_names
 from tests.browser import PHONE, console_errors, screenshot, wait_for
-from tests.conftest import PASSWORD, require_tool
+from tests.conftest import PASSWORD
+from tests.demo_page import by_id, choose, fill, hooks, open_demo, run, shown
 
 
-def open_demo(driver, server, operation=None):
-    driver.demo_server = server  # for run()'s diagnostics
-    driver.get(server.url + "/demo" + (f"#{operation}" if operation else ""))
-    wait_for(lambda: driver.execute_script("return document.body.dataset.ready === '1'"),
-             message="the demo page to load its operations")
-
-
-def by_id(driver, element_id):
-    from selenium.webdriver.common.by import By
-    return driver.find_element(By.ID, element_id)
-
-
-def choose(driver, operation):
-    by_id(driver, f"op-{operation}").click()
-    wait_for(lambda: by_id(driver, "operation-name").text == operation)
-
-
-def fill(driver, **values):
-    from selenium.webdriver.common.keys import Keys
-    from selenium.webdriver.support.ui import Select
-    for name, value in values.items():
-        field = by_id(driver, f"f-{name}")
-        if field.tag_name == "select":
-            Select(field).select_by_value(str(value))
-        else:  # as a user edits: select all, then type (or delete)
-            field.send_keys(Keys.CONTROL, "a")
-            field.send_keys(str(value) if value != "" else Keys.DELETE)
-
-
-def run(driver, click=True):
-    """Press Run and wait until the page has shown the answer."""
-    before = int(driver.execute_script("return Number(document.body.dataset.calls || 0)"))
-    if click:
-        by_id(driver, "run").click()
-    wait_for(lambda: int(driver.execute_script(
-        "return Number(document.body.dataset.calls || 0)")) > before, message="the call")
-    status = by_id(driver, "status").text
-    if status.startswith("The call failed"):  # the browser got no HTTP answer at all
-        server = driver.demo_server
-        raise AssertionError(f"{status}; server exit code {server.proc.poll()}; log tail:\n"
-                             + server.log()[-3000:])
-    return status
-
-
-def shown(driver, element_id):
-    return by_id(driver, element_id).text
-
-
-def hooks(server, **filters):
-    client = zeep.Client(server.url + "/soap?wsdl")
-    answer = client.service.GetWebHooks("alice", PASSWORD, filters.get("app"),
-                                        filters.get("event"))
-    assert answer.error == 0
-    return answer.result.WebHook if answer.result is not None else []
+@pytest.fixture
+def server(make_server):
+    """A running server with the one account these tests use (one scrypt hash less)."""
+    return make_server()
 
 
 # ---- without a browser ----------------------------------------------------------------
@@ -224,66 +172,3 @@ def test_keyboard_labels_and_phone_screen(server, browser):
         "return document.documentElement.scrollWidth - document.documentElement.clientWidth")
     assert overflow <= 0, f"the page scrolls sideways by {overflow}px on a phone"
     screenshot(driver, "demo-phone")
-
-
-# ---- the generated code, run as a user would ------------------------------------------
-
-def sample_for(driver, server, operation, language, **values):
-    open_demo(driver, server, operation)
-    fill(driver, username="alice", password=PASSWORD, **values)
-    if not by_id(driver, "include-password").is_selected():
-        by_id(driver, "include-password").click()
-    return shown(driver, f"sample-{language}")
-
-
-def run_code(tmp_path, language, code):
-    commands = {"php": [require_tool("php")], "python": [sys.executable],
-                "curl": ["sh"], "json": ["sh"]}
-    path = tmp_path / f"sample-{language}.txt"
-    path.write_text(code + "\n")
-    done = subprocess.run([*commands[language], str(path)], capture_output=True, text=True,
-                          timeout=60)
-    assert done.returncode == 0, done.stdout + done.stderr
-    return done.stdout
-
-
-# Quotes, backslashes, shell and PHP variables, non-ASCII: the samples must carry them as
-# typed, in every language's quoting.
-TRICKY = "it's \"quoted\" $HOME {$x} `id` \\ \\n Müller ✓"
-
-
-def test_php_sample_of_each_operation_does_the_same_call(server, browser, tmp_path):
-    require_tool("php")
-    driver = browser
-    app = TRICKY + " php"
-    code = sample_for(driver, server, "CreateWebHook", "php", app=app,
-                      event="profilemanager_finalized", url="http://127.0.0.1:9/php")
-    assert "SOAP_SINGLE_ELEMENT_ARRAYS" in code and "->CreateWebHookResult" in code
-    out = run_code(tmp_path, "php", code)
-    (hook,) = hooks(server, app=app)
-    assert (hook.event, hook.url) == ("profilemanager_finalized", "http://127.0.0.1:9/php")
-    assert f"[id] => {hook.id}" in out
-
-    out = run_code(tmp_path, "php", sample_for(driver, server, "GetWebHooks", "php",
-                                               event="profilemanager_finalized"))
-    assert f"[id] => {hook.id}" in out and "[WebHook] => Array" in out
-
-    out = run_code(tmp_path, "php", sample_for(driver, server, "ActivateWebHook", "php",
-                                               webhookId=hook.id, replayEvents="1"))
-    assert "[replayedEvents] => 0" in out and "[active] => 1" in out
-
-    run_code(tmp_path, "php", sample_for(driver, server, "DeleteWebHookById", "php",
-                                         webhookId=hook.id))
-    assert hooks(server) == []
-
-
-def test_python_and_curl_samples_do_the_same_call(server, browser, tmp_path):
-    require_tool("curl")
-    for language in ("python", "curl", "json"):
-        app = f"{TRICKY} {language}"
-        url = f"http://127.0.0.1:9/{language}?a='b'&c"
-        code = sample_for(browser, server, "CreateWebHook", language, app=app,
-                          event="optin_finalized", url=url)
-        run_code(tmp_path, language, code)
-        (hook,) = hooks(server, app=app)
-        assert (hook.event, hook.url) == ("optin_finalized", url), language
