@@ -5,6 +5,7 @@ failure logged without the password, and no password in the log or the DB in cle
 import http.client
 import json
 import sqlite3
+from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import urlencode
 
 import pytest
@@ -72,6 +73,18 @@ def test_guessing_is_throttled_and_the_real_user_elsewhere_is_not(server):
     assert "throttled" in log
     for guess in guesses:
         assert guess not in log
+
+
+def test_a_burst_of_parallel_guesses_is_throttled_too(server):
+    # 40 guesses at once from one address: only the checks already running when the
+    # 6th failure is counted get through (the server runs at most 16 at a time).
+    with ThreadPoolExecutor(40) as pool:
+        answers = list(pool.map(
+            lambda i: soap_error(server, "bob", f"burst-{i}", source="127.0.0.5"),
+            range(40)))
+    assert set(answers) <= {1, 8}
+    assert answers.count(1) <= 5 + 16, answers
+    assert soap_error(server, "bob", PASSWORD, source="127.0.0.5") == 8
 
 
 def test_unknown_user_throttled_like_a_known_one(server):
