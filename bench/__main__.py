@@ -224,8 +224,16 @@ def seed_deliveries(path: Path, webhook_ids: list[int], events: int, *, state: i
     created = now - age_sec
     delivered_at = created if state == 2 else None
     con = sqlite3.connect(path)
+    # Big seeds insert without the delivery indexes and build them afterwards (sorted
+    # once: several times faster than keeping five indexes up to date row by row).
+    indexes = con.execute("SELECT sql FROM sqlite_master WHERE type = 'index' AND "
+                          "tbl_name = 'delivery' AND sql IS NOT NULL").fetchall()
+    rebuild = events * len(webhook_ids) > 50_000
     try:
         con.execute("PRAGMA synchronous=OFF")
+        if rebuild:
+            for (sql,) in indexes:
+                con.execute("DROP INDEX " + sql.split(" ON ")[0].split()[-1])
         account_id = con.execute("SELECT id FROM account WHERE username='alice'").fetchone()[0]
         start = (con.execute("SELECT COALESCE(MAX(id), 0) FROM event").fetchone()[0]) + 1
         chunk = 20_000
@@ -242,6 +250,10 @@ def seed_deliveries(path: Path, webhook_ids: list[int], events: int, *, state: i
                 "VALUES (?, ?, NULL, ?, ?, ?, ?, ?, ?)",
                 ((i, w, i, state, 1 if state == 2 else 0, created, created, delivered_at)
                  for i in ids for w in webhook_ids))
+            con.commit()
+        if rebuild:
+            for (sql,) in indexes:
+                con.execute(sql)
             con.commit()
     finally:
         con.close()

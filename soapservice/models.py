@@ -106,7 +106,9 @@ class Delivery(BaseModel):
         indexes = (
             (("state", "next_at"), False),
             (("order_key", "state", "seq"), False),
-            (("webhook", "state", "seq"), False),
+            # The claim's per-webhook heads (outbox._due_candidates); its prefix serves
+            # the per-webhook state lookups (buffer counts, replay, deactivation).
+            (("webhook", "state", "next_at", "seq"), False),
             (("state", "delivered_at"), False),
         )
 

@@ -15,10 +15,20 @@ from playhouse.db_url import connect
 
 from soapservice.models import ALL_MODELS, Setting, db
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+
+
+def _claim_index(database: Database) -> None:
+    """2: the delivery claim reads each webhook's first due rows from an index on
+    (webhook, state, next_at, seq), which also covers what (webhook, state, seq) did."""
+    database.execute_sql("CREATE INDEX IF NOT EXISTS delivery_webhook_id_state_next_at_seq "
+                         "ON delivery (webhook_id, state, next_at, seq)")
+    database.execute_sql("DROP INDEX IF EXISTS delivery_webhook_id_state_seq")
+
+
 # Later schema changes: append (version, function(database)) steps here; open_store
 # applies the missing ones in order inside one transaction (playhouse.migrate).
-MIGRATIONS: list = []
+MIGRATIONS: list = [(2, _claim_index)]
 
 _SQLITE_PRAGMAS = {
     "journal_mode": "wal",

@@ -106,27 +106,29 @@ def store_event(account_name: str, event: str, body: str, subscriber: str | None
 def _due_candidates(now: float, limit: int, per_webhook: int):
     """Due deliveries that may start: first in line for their ordering key, not held
     back by a failing webhook (only already-failed ones are probed), at most
-    ``per_webhook`` per webhook so that one webhook's backlog never starves another."""
+    ``per_webhook`` per webhook so that one webhook's backlog never starves another.
+
+    Per active webhook, a correlated subquery takes its first ``per_webhook`` due rows
+    from the (webhook, state, next_at, seq) index: the cost grows with the number of
+    webhooks, not with the backlog (ranking every due row with a window function cost
+    ~60 ms per claim at 20,000 due rows)."""
+    first = Delivery.alias("first")
     earlier = Delivery.alias("earlier")
     blocked = earlier.select(SQL("1")).where(
-        (earlier.order_key == Delivery.order_key) & (earlier.state == PENDING)
-        & (earlier.seq < Delivery.seq))
-    rank = fn.ROW_NUMBER().over(partition_by=[Delivery.webhook],
-                                order_by=[Delivery.next_at, Delivery.seq])
-    ranked = (Delivery
-              .select(Delivery.id, Delivery.webhook, Delivery.attempts, Delivery.next_at,
-                      Delivery.seq, Webhook.failure_count, rank.alias("rank"))
-              .join(Webhook, on=(Delivery.webhook == Webhook.id))
-              .where((Delivery.state == PENDING) & (Delivery.next_at <= now)
-                     & (Webhook.active == True)  # noqa: E712 (SQL comparison)
-                     & ((Webhook.failure_count == 0) | (Delivery.attempts > 0))
-                     & ~fn.EXISTS(blocked))
-              .alias("ranked"))
-    query = (Delivery.select(ranked.c.id, ranked.c.webhook_id, ranked.c.attempts,
-                             ranked.c.failure_count)
-             .from_(ranked)
-             .where(ranked.c.rank <= per_webhook)
-             .order_by(ranked.c.next_at, ranked.c.seq)
+        (earlier.order_key == first.order_key) & (earlier.state == PENDING)
+        & (earlier.seq < first.seq))
+    heads = (first.select(first.id)
+             .where((first.webhook == Webhook.id) & (first.state == PENDING)
+                    & (first.next_at <= now)
+                    & ((Webhook.failure_count == 0) | (first.attempts > 0))
+                    & ~fn.EXISTS(blocked))
+             .order_by(first.next_at, first.seq)
+             .limit(per_webhook))
+    query = (Webhook
+             .select(Delivery.id, Delivery.webhook, Delivery.attempts, Webhook.failure_count)
+             .join(Delivery, on=Delivery.id.in_(heads))
+             .where(Webhook.active == True)  # noqa: E712 (SQL comparison)
+             .order_by(Delivery.next_at, Delivery.seq)
              .limit(limit)
              .tuples())
     return [policy.Candidate(d_id, hook_id, attempts, failures > 0)
