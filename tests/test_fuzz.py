@@ -1,8 +1,8 @@
 """Property-based fuzzing of the running server (hypothesis): arbitrary envelopes and
 parameter values (unicode, huge, empty, control characters, wrong types) at /soap,
-/soap12, /json/<op> and the legacy endpoints. Whatever comes in, the answer is a valid
-envelope, a SOAP fault or a 4xx -- never a 500 without a fault, never a traceback --
-and input that is refused changes nothing in the store."""
+/soap12, /json/<op> and the legacy endpoints, and ingest bodies at POST /events.
+Whatever comes in, the answer is a valid envelope, a SOAP fault or a 4xx -- never a
+500 without a fault, never a traceback -- and refused input changes nothing stored."""
 
 import http.client
 import itertools
@@ -27,7 +27,7 @@ OPERATIONS = {
     "ActivateWebHook": ("username", "password", "webhookId", "replayEvents"),
     "DeleteWebHookById": ("username", "password", "webhookId"),
 }
-FUZZ = settings(max_examples=120, deadline=None, derandomize=True,
+FUZZ = settings(max_examples=100, deadline=None, derandomize=True,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
 # Every request comes from a fresh loopback address, so the brute-force throttle
@@ -38,7 +38,8 @@ _sources = (f"127.{a}.{b}.{c}" for a, b, c in itertools.product(
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    srv = Server(tmp_path_factory.mktemp("fuzz"))
+    # No delivery loop: accepted events stay put, so the store only changes by request.
+    srv = Server(tmp_path_factory.mktemp("fuzz"), {"SOAPSERVICE_DELIVERY": "0"})
     srv.add_account("alice")
     srv.start()
     for app in ("crm", "shop"):
@@ -287,6 +288,86 @@ def test_legacy_soap_arbitrary_envelopes(server, body):
         if status == 500:
             assert b"Fault>" in answer
     store.check(status == 200 and b"<error" in answer and b">0<" in answer)
+
+
+def event_rows(srv):
+    with sqlite3.connect(f"file:{srv.db_path}?mode=ro", uri=True) as db:
+        return [db.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+                for table in ("event", "delivery")]
+
+
+INGEST_TOKEN = "test-ingest-token"  # tests.conftest.Server's
+
+ingest_messages = st.one_of(
+    json_values,
+    st.fixed_dictionaries({
+        "account": st.one_of(st.just("alice"), json_values),
+        "event": st.one_of(st.sampled_from(["optin_finalized", "optout_finalized"]),
+                           json_values),
+        "data": st.one_of(st.dictionaries(st.text(max_size=10), json_values, max_size=4),
+                          st.fixed_dictionaries({"subscriber_id": json_values}),
+                          json_values),
+    }),
+)
+
+
+@FUZZ
+@given(body=st.one_of(ingest_messages.map(lambda m: json.dumps(m).encode()),
+                      st.binary(max_size=2000)),
+       token=st.sampled_from([INGEST_TOKEN, INGEST_TOKEN, INGEST_TOKEN, "", "wrong"]))
+def test_ingest_bodies(server, body, token):
+    before = event_rows(server)
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+    try:
+        headers = {"Content-Type": "application/json"}
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        conn.request("POST", "/events", body, headers)
+        response = conn.getresponse()
+        status, answer = response.status, response.read()
+    finally:
+        conn.close()
+    assert_no_internals(answer)
+    assert status in (202, 400, 401, 413), (status, answer[:300])
+    parsed = json.loads(answer)
+    if status == 202:
+        assert isinstance(parsed["id"], int)
+    else:
+        assert isinstance(parsed["error"], str)
+        assert event_rows(server) == before, "a refused event changed the store"
+
+
+def post_event(srv, body: bytes):
+    conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=30)
+    try:
+        conn.request("POST", "/events", body, {"Content-Type": "application/json",
+                                               "Authorization": f"Bearer {INGEST_TOKEN}"})
+        response = conn.getresponse()
+        return response.status, response.read()
+    finally:
+        conn.close()
+
+
+# Known bugs in the delivery engine's files (web/events.py, ingest.py), reported to
+# their owner; strict, so the marker has to go once they are fixed.
+@pytest.mark.xfail(strict=True, reason="POST /events: json.loads RecursionError escapes "
+                   "render_POST -> bare HTTP 500 'Processing Failed'")
+def test_ingest_deeply_nested_body_is_a_400(server):
+    status, answer = post_event(server, b"[" * 100_000 + b"]" * 100_000)
+    assert status == 400, (status, answer[:200])
+
+
+@pytest.mark.xfail(strict=True, reason="ingest: a lone surrogate fails in the store "
+                   "(UnicodeEncodeError) and is answered 503 'try again' + a traceback")
+@pytest.mark.parametrize("message", [
+    '{"account": "\\ud800", "event": "optin_finalized", "data": {}}',
+    '{"account": "alice", "event": "optin_finalized", "data": {"a": "\\ud800"}}',
+])
+def test_ingest_lone_surrogate_is_a_400(server, message):
+    before = event_rows(server)
+    status, answer = post_event(server, message.encode())
+    assert event_rows(server) == before
+    assert status == 400, (status, answer[:200])
 
 
 @settings(max_examples=60, deadline=None, derandomize=True)
