@@ -143,6 +143,15 @@ def test_what_is_shown_is_text_never_markup_and_passwords_stay_out(server, brows
     assert PASSWORD in shown(driver, "sample-php")
     by_id(driver, "copy-php").click()
     wait_for(lambda: shown(driver, "copy-php-status") == "Copied", message="Copied")
+    # Integers are written as literals of the language, never octal or rounded.
+    open_demo(driver, server, "ActivateWebHook")
+    fill(driver, webhookId="010", replayEvents="1")
+    assert "'webhookId' => 10," in shown(driver, "sample-php")
+    assert "webhookId=10," in shown(driver, "sample-python")
+    assert '"webhookId": 10,' in shown(driver, "sample-json")
+    fill(driver, webhookId="123456789012345678901")
+    assert '"webhookId": "123456789012345678901"' in shown(driver, "sample-json")
+
     # Nothing typed is kept in the browser either.
     assert driver.execute_script(
         "return [localStorage.length, sessionStorage.length, document.cookie]") == [0, 0, ""]

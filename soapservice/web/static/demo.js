@@ -101,6 +101,7 @@
     fields.replaceChildren(...current.parameters.map(fieldFor));
     if (fromUser && history.replaceState) history.replaceState(null, "", "#" + current.name);
     $("outcome").hidden = true;
+    $("status").textContent = "";
     update();
   }
 
@@ -232,7 +233,7 @@
     return el("div", { className: "table-scroll", tabindex: "0" }, table);
   }
 
-  function showDecoded(answer, httpStatus) {
+  function showDecoded(op, answer, httpStatus) {
     const box = $("decoded");
     box.replaceChildren();
     let status;
@@ -249,7 +250,7 @@
       box.append(el("p", { className: "notice error", text: status }));
     } else {
       const meaning = service.errors[answer.error] || "unknown error code";
-      status = current.name + ": error " + answer.error + " (" + meaning + "): " + answer.message;
+      status = op.name + ": error " + answer.error + " (" + meaning + "): " + answer.message;
       let result = el("span", { className: "absent", text: "(none)" });
       if (answer.result && !answer.result.children.length && !answer.result.textContent) {
         result = el("span", { className: "absent", text: "(empty)" }); // e.g. no webhooks
@@ -293,7 +294,7 @@
       $("http-status").textContent = "HTTP " + response.status + " " + response.statusText;
       $("response").textContent = prettyXml(text);
       const answer = decode(text, op);
-      showDecoded(answer, response.status);
+      showDecoded(op, answer, response.status);
       if (answer.kind === "result" && answer.error === "0" && answer.result &&
           op.name.startsWith("Create")) {
         const id = childText(answer.result, "id");
@@ -325,8 +326,10 @@
     return params.filter(([, value]) => value !== "");
   }
 
+  // An integer as a literal ("010" is octal in PHP and an error in Python): BigInt
+  // normalises it without losing digits.
   function typed(value, param, quote) {
-    return param.type === "int" && isInt(value) ? String(Number(value)) : quote(value);
+    return param.type === "int" && isInt(value) ? BigInt(value).toString() : quote(value);
   }
 
   function phpSample(op, params) {
@@ -382,7 +385,10 @@
 
   function curlJsonSample(op, params) {
     const body = {};
-    for (const [n, v, p] of params) body[n] = p.type === "int" && isInt(v) ? Number(v) : v;
+    for (const [n, v, p] of params) {
+      const safe = p.type === "int" && isInt(v) && Number.isSafeInteger(Number(v));
+      body[n] = safe ? Number(v) : v;
+    }
     return [
       "curl -sS " + shellQuote(service.baseUrl + service.jsonPath + op.name) + " \\",
       "  -H 'Content-Type: application/json' \\",
