@@ -21,6 +21,7 @@ from soapservice.sender import Sender
 from soapservice.web.accesslog import redacted_log_formatter
 from soapservice.web.events import Events
 from soapservice.web.limits import limited_request_factory
+from soapservice.web.reactivate import Reactivate
 from soapservice.web.root import build_root
 
 log = logging.getLogger(__name__)
@@ -89,14 +90,17 @@ def make_service(settings: Settings, reactor=None) -> SequentialMultiService:
     api = WebhookAPI(settings)
     ingestor = Ingestor(settings)
     top.delivery = None
+    reactivate = Reactivate(settings, reactor, pool)
     if settings.delivery_enabled:
         delivery = make_delivery(settings, reactor, store_pool, dns_pool, api.targets)
         delivery.setServiceParent(top)
         ingestor.listeners.append(delivery.wake_from_thread)
         api.on_webhook_activated.append(delivery.wake_from_thread)
+        reactivate.on_webhook_activated.append(delivery.wake_from_thread)
         api.on_webhook_deleted.append(delivery.forget_webhook)
         top.delivery = delivery
-    extra = {"events": Events(ingestor, settings.ingest_token, reactor, pool)}
+    extra = {"events": Events(ingestor, settings.ingest_token, reactor, pool),
+             "reactivate": reactivate}
     site = make_site(settings, reactor, pool, api, extra)
     web = internet.TCPServer(settings.port, site, interface=settings.host)
     web.setServiceParent(top)

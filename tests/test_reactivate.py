@@ -1,0 +1,315 @@
+"""The reactivation link of a deactivation notification, end to end: a real server
+deactivates webhooks whose receiver is down, and the link from ``soapservice
+notifications`` is followed in headless Chromium and with plain HTTP."""
+
+from __future__ import annotations
+
+import re
+
+import requests
+import zeep
+
+from tests.browser import PHONE, screenshot, wait_for
+from tests.conftest import PASSWORD, soapservice
+from tests.receiver import Receiver
+
+FAST = {"SOAPSERVICE_RETRY_SCHEDULE": "0.1,0.1"}
+SUBSCRIBE, UNSUBSCRIBE = "optin_finalized", "optout_finalized"
+
+
+class Scene:
+    """A server, a receiver that is down, and webhooks of alice that point at it."""
+
+    def __init__(self, make_server, env=None, events=(SUBSCRIBE,)):
+        self.receiver = Receiver().start()
+        self.receiver.stop()  # the port stays known; connections are refused
+        self.server = make_server({**FAST, **(env or {})})
+        self.client = zeep.Client(self.server.url + "/soap?wsdl")
+        self.hooks = {}
+        for event in events:
+            answer = self.client.service.CreateWebHook(
+                "alice", PASSWORD, "shop", event, f"{self.receiver.url}/{event}")
+            assert answer.error == 0, answer.message
+            self.hooks[event] = answer.result.id
+
+    def emit(self, event, n=1, start=0):
+        for i in range(start, start + n):
+            r = requests.post(self.server.url + "/events", json={
+                "account": "alice", "event": event,
+                "data": {"subscriber_id": f"s{i}", "n": i, "event": event}},
+                headers={"authorization": "Bearer test-ingest-token"}, timeout=10)
+            assert r.status_code == 202, r.text
+
+    def hook(self, webhook_id):
+        answer = self.client.service.GetWebHooks("alice", PASSWORD, None, None)
+        assert answer.error == 0
+        found = [h for h in (answer.result.WebHook if answer.result else [])
+                 if h.id == webhook_id]
+        return found[0] if found else None
+
+    def deactivate(self, event, n=2, then=1):
+        """Emit n events, wait for the deactivation, then emit ``then`` more (buffered)."""
+        webhook_id = self.hooks[event]
+        self.emit(event, n)
+        wait_for(lambda: not self.hook(webhook_id).active, timeout=30,
+                 message=f"webhook {webhook_id} to be deactivated")
+        self.emit(event, then, start=n)
+        wait_for(lambda: self.hook(webhook_id).bufferedEvents == n + then,
+                 message="the new events to be buffered")
+        return self.link(webhook_id)
+
+    def link(self, webhook_id, count=1):
+        """The newest link of the webhook, as ``soapservice notifications`` prints it."""
+        def found():
+            out = soapservice("notifications", env=self.server.env).stdout
+            links = re.findall(rf"webhook {webhook_id} .*?reactivate: (\S+)", out, re.S)
+            return links if len(links) >= count else None
+        links = wait_for(found, message=f"the notification of webhook {webhook_id}")
+        assert links[0].startswith(self.server.url + "/reactivate/")
+        return links[0]
+
+    def close(self):
+        self.receiver.stop()
+
+
+def by_id(driver, element_id):
+    from selenium.webdriver.common.by import By
+    return driver.find_element(By.ID, element_id)
+
+
+def form_of(session, link):
+    """GET the page as a browser would (keeping its cookie) and return the form field."""
+    page = session.get(link, timeout=10)
+    assert page.status_code == 200, page.text
+    return re.search(r'name="form" value="([0-9a-f]+)"', page.text).group(1)
+
+
+def assert_clear_page(response, status, words):
+    assert response.status_code == status, (response.status_code, response.text[:500])
+    assert response.headers["content-type"].startswith("text/html")
+    assert words.lower() in response.text.lower(), response.text
+    assert "Traceback" not in response.text and "twisted" not in response.text.lower()
+
+
+# ---- in a browser -----------------------------------------------------------------------
+
+def test_link_reactivates_with_and_without_the_buffered_events(make_server, browser):
+    scene = Scene(make_server, events=(SUBSCRIBE, UNSUBSCRIBE))
+    try:
+        replay_link = scene.deactivate(SUBSCRIBE, n=2, then=1)
+        discard_link = scene.deactivate(UNSUBSCRIBE, n=1, then=1)
+        sub_id, unsub_id = scene.hooks[SUBSCRIBE], scene.hooks[UNSUBSCRIBE]
+
+        browser.get(replay_link)
+        assert by_id(browser, "webhook-id").text == str(sub_id)
+        assert by_id(browser, "webhook-app").text == "shop"
+        assert by_id(browser, "webhook-event").text == SUBSCRIBE
+        assert by_id(browser, "webhook-url").text == f"{scene.receiver.url}/{SUBSCRIBE}"
+        assert "Connection refused" in by_id(browser, "last-error").text or \
+            "refused" in by_id(browser, "last-error").text.lower()
+        assert by_id(browser, "buffered").text == "3 buffered events"
+        assert "3 consecutive failed attempts" in by_id(browser, "reason").text
+        assert re.match(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC",
+                        by_id(browser, "deactivated-at").text)
+        replay_button = by_id(browser, "replay")
+        assert replay_button.text == "Reactivate and send the 3 buffered events"
+        assert by_id(browser, "discard").text == "Reactivate without them"
+        screenshot(browser, "reactivate-page")
+        # Opening the page (twice) changed nothing.
+        browser.refresh()
+        hook = scene.hook(sub_id)
+        assert not hook.active and hook.bufferedEvents == 3
+
+        scene.receiver.start()  # the receiver is back, on the same port
+        by_id(browser, "replay").click()
+        wait_for(lambda: by_id(browser, "outcome"), message="the outcome page")
+        assert browser.find_element("tag name", "h1").text == f"Webhook {sub_id} is active again"
+        assert "3 buffered events are being sent now" in by_id(browser, "outcome").text
+        screenshot(browser, "reactivate-done-replay")
+        hook = scene.hook(sub_id)
+        assert hook.active and hook.failureCount == 0 and hook.bufferedEvents == 0
+        scene.receiver.wait_for(lambda: len(scene.receiver.delivered(f"/{SUBSCRIBE}")) == 3,
+                                what="the 3 replayed events")
+        assert sorted(e["n"] for e in scene.receiver.delivered(f"/{SUBSCRIBE}")) == [0, 1, 2]
+
+        # The second webhook, on a phone-sized window, with the keyboard.
+        browser.set_window_size(*PHONE)
+        browser.get(discard_link)
+        assert by_id(browser, "replay").text == "Reactivate and send the 2 buffered events"
+        screenshot(browser, "reactivate-page-phone")
+        from selenium.webdriver.common.keys import Keys
+        discard = by_id(browser, "discard")
+        discard.send_keys(Keys.ENTER)
+        wait_for(lambda: by_id(browser, "outcome"), message="the outcome page")
+        assert "2 buffered events were discarded" in by_id(browser, "outcome").text
+        screenshot(browser, "reactivate-done-discard")
+        hook = scene.hook(unsub_id)
+        assert hook.active and hook.failureCount == 0 and hook.bufferedEvents == 0
+        # Only events after the reactivation arrive.
+        scene.emit(UNSUBSCRIBE, 1, start=10)
+        scene.receiver.wait_for(lambda: scene.receiver.delivered(f"/{UNSUBSCRIBE}"),
+                                what="the new event")
+        assert [e["n"] for e in scene.receiver.delivered(f"/{UNSUBSCRIBE}")] == [10]
+
+        # The used link now says so.
+        browser.get(replay_link)
+        assert "already active" in browser.find_element("tag name", "h1").text
+        screenshot(browser, "reactivate-used-link")
+    finally:
+        scene.close()
+
+
+def test_a_post_from_another_site_is_refused_in_the_browser(make_server, browser, tmp_path):
+    scene = Scene(make_server)
+    try:
+        link = scene.deactivate(SUBSCRIBE, n=1, then=0)
+        browser.get(link)  # the victim has the page's cookie
+        field = by_id(browser, "reactivate-form").find_element(
+            "name", "form").get_attribute("value")
+        # Another origin (the receiver's port) hosts a page posting to the link.
+        import http.server
+        import threading
+        page = (f'<form id="f" method="post" action="{link}">'
+                f'<input name="form" value="{field}"><input name="replay" value="1"></form>'
+                '<script>document.getElementById("f").submit()</script>').encode()
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                self.send_response(200)
+                self.send_header("content-type", "text/html")
+                self.send_header("content-length", str(len(page)))
+                self.end_headers()
+                self.wfile.write(page)
+
+            def log_message(self, *args):
+                pass
+
+        httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        httpd.daemon_threads = True
+        threading.Thread(target=httpd.serve_forever, daemon=True).start()
+        try:
+            browser.get(f"http://127.0.0.1:{httpd.server_address[1]}/")
+            wait_for(lambda: browser.current_url.startswith(scene.server.url),
+                     message="the cross-site form to post")
+            wait_for(lambda: "Request refused" in browser.find_element("tag name", "h1").text,
+                     message="the refusal page")
+            screenshot(browser, "reactivate-cross-site-refused")
+        finally:
+            httpd.shutdown()
+            httpd.server_close()
+        hook = scene.hook(scene.hooks[SUBSCRIBE])
+        assert not hook.active and hook.bufferedEvents == 1
+    finally:
+        scene.close()
+
+
+# ---- over plain HTTP ----------------------------------------------------------------------
+
+def test_get_changes_nothing_and_only_a_same_site_post_acts_once(make_server):
+    scene = Scene(make_server)
+    try:
+        link = scene.deactivate(SUBSCRIBE, n=2, then=0)
+        webhook_id = scene.hooks[SUBSCRIBE]
+        session = requests.Session()
+        for _ in range(3):  # a mail scanner, a preview, the person
+            field = form_of(session, link)
+        page = session.get(link, timeout=10)
+        assert page.headers["cache-control"] == "no-store"
+        assert "form-action 'self'" in page.headers["content-security-policy"]
+        cookie = page.headers["set-cookie"]
+        assert "HttpOnly" in cookie and "SameSite=Strict" in cookie.replace("strict", "Strict")
+        hook = scene.hook(webhook_id)
+        assert not hook.active and hook.bufferedEvents == 2
+
+        origin = scene.server.url
+        refused = [
+            session.post(link, data={"form": field, "replay": "1"},
+                         headers={"origin": "http://evil.example"}),
+            session.post(link, data={"form": field, "replay": "1"},
+                         headers={"referer": "http://evil.example/page"}),
+            session.post(link, data={"form": field, "replay": "1"},
+                         headers={"origin": "null"}),
+            # the right origin, but no cookie (another browser) or a forged field
+            requests.post(link, data={"form": field, "replay": "1"},
+                          headers={"origin": origin}),
+            session.post(link, data={"form": "0" * 64, "replay": "1"},
+                         headers={"origin": origin}),
+            session.post(link, data={"replay": "1"}, headers={"origin": origin}),
+        ]
+        for response in refused:
+            assert_clear_page(response, 403, "Request refused")
+        assert_clear_page(session.post(link, data={"form": field, "replay": "2"},
+                                       headers={"origin": origin}), 400, "Choose an action")
+        hook = scene.hook(webhook_id)
+        assert not hook.active and hook.bufferedEvents == 2
+
+        done = session.post(link, data={"form": field, "replay": "0"},
+                            headers={"origin": origin})
+        assert done.status_code == 200, done.text
+        assert "2 buffered events were discarded" in done.text
+        hook = scene.hook(webhook_id)
+        assert hook.active and hook.bufferedEvents == 0
+
+        # Replayed after use: refused, and the GET says why.
+        again = session.post(link, data={"form": field, "replay": "1"},
+                             headers={"origin": origin})
+        assert_clear_page(again, 410, "already active")
+        assert_clear_page(session.get(link), 410, "already active")
+        assert "/reactivate/***" in scene.server.log()
+        assert link.rsplit("/", 1)[1] not in scene.server.log()
+    finally:
+        scene.close()
+
+
+def test_forged_tampered_expired_replaced_and_deleted_links(make_server):
+    scene = Scene(make_server, events=(SUBSCRIBE, UNSUBSCRIBE))
+    try:
+        base = scene.server.url + "/reactivate/"
+        link = scene.deactivate(SUBSCRIBE, n=1, then=0)
+        assert requests.get(link).status_code == 200
+        token = link.rsplit("/", 1)[1]
+        payload, mac = token.split(".")
+        flipped = payload[:-1] + ("A" if payload[-1] != "A" else "B")
+        for bad in ("x", "eyJ.abc", f"{flipped}.{mac}", f"{payload}.{mac[:-2]}",
+                    f"{payload}.{mac}x", f"{token}/more", "%00%ff", "a" * 3000):
+            assert_clear_page(requests.get(base + bad), 404, "not valid")
+            assert_clear_page(requests.post(base + bad, data={"replay": "1"}), 404,
+                              "not valid")
+        assert_clear_page(requests.get(base), 404, "not valid")
+
+        # Replaced: reactivated through the API, then deactivated anew.
+        assert scene.client.service.ActivateWebHook(
+            "alice", PASSWORD, scene.hooks[SUBSCRIBE], 0).error == 0
+        assert_clear_page(requests.get(link), 410, "already active")
+        scene.emit(SUBSCRIBE, 1, start=5)
+        wait_for(lambda: not scene.hook(scene.hooks[SUBSCRIBE]).active, timeout=30,
+                 message="the second deactivation")
+        newer = scene.link(scene.hooks[SUBSCRIBE], count=2)
+        assert newer != link
+        assert_clear_page(requests.get(link), 410, "replaced")
+        assert requests.get(newer).status_code == 200
+
+        # Deleted.
+        other = scene.deactivate(UNSUBSCRIBE, n=1, then=0)
+        assert requests.get(other).status_code == 200
+        assert scene.client.service.DeleteWebHookById(
+            "alice", PASSWORD, scene.hooks[UNSUBSCRIBE]).error == 0
+        assert_clear_page(requests.get(other), 410, "no longer exists")
+
+    finally:
+        scene.close()
+
+
+def test_expired_link(make_server):
+    scene = Scene(make_server, env={"SOAPSERVICE_TOKEN_TTL_DAYS": "0.00003"})  # 2.6 s
+    try:
+        link = scene.deactivate(SUBSCRIBE, n=1, then=0)
+        wait_for(lambda: requests.get(link).status_code == 410, timeout=15,
+                 message="the link to expire")
+        assert_clear_page(requests.get(link), 410, "expired")
+        session = requests.Session()
+        assert_clear_page(session.post(link, data={"replay": "1"},
+                                       headers={"origin": scene.server.url}), 410, "expired")
+        assert not scene.hook(scene.hooks[SUBSCRIBE]).active
+    finally:
+        scene.close()
