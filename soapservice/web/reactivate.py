@@ -17,14 +17,13 @@ import secrets
 import time
 import uuid
 from datetime import UTC, datetime
-from string import Template
 from urllib.parse import urlsplit
 
 from twisted.internet.threads import deferToThreadPool
 from twisted.web import resource, server
 
 from soapservice import reactivation
-from soapservice.web.demo import SECURITY_HEADERS, TEMPLATES
+from soapservice.web.pages import SECURITY_HEADERS, Markup, render
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +65,6 @@ class Reactivate(resource.Resource):
     def __init__(self, settings, reactor, pool, clock=time.time):
         super().__init__()
         self.settings, self.reactor, self.pool, self.clock = settings, reactor, pool, clock
-        self.layout = Template((TEMPLATES / "page.html").read_text("utf-8"))
         # Called (in the pool thread) with a webhook id after a replay was queued.
         self.on_webhook_activated: list = []
 
@@ -82,7 +80,7 @@ class Reactivate(resource.Resource):
         request.setResponseCode(status)
         for name, value in HEADERS.items():
             request.setHeader(name, value)
-        return self.layout.substitute(title=esc(title), main=main).encode("utf-8")
+        return render("page.html", title=title, main=Markup(main))
 
     def _refused(self, request, status, title, detail) -> bytes:
         main = (f'<h1>{esc(title)}</h1>\n<p class="notice error" role="alert">{esc(detail)}</p>'
