@@ -255,6 +255,14 @@ def test_malformed_envelopes_get_a_fault(server, unchanged, data, ctype):
         assert_fault(answer)
 
 
+@pytest.mark.parametrize("path", ["/soap", "/soap12"])
+def test_get_without_wsdl_is_405_with_a_fault(server, path):
+    answer = requests.get(server.url + path, timeout=10)
+    assert answer.status_code == 405
+    assert "Fault>" in answer.text and "POST" in answer.text
+    assert requests.get(server.url + path + "?wsdl", timeout=10).status_code == 200
+
+
 def test_request_body_never_logged(server, unchanged):
     # An unescaped "&" makes the XML invalid; Spyne used to log the whole request.
     secret_password = "pa&ss-Zq9-never-log-me"
