@@ -21,12 +21,15 @@ import time
 from twisted.application import service
 from twisted.internet import defer, task
 
-from soapservice import signing
+from soapservice import signing, store
 from soapservice.store import outbox
 
 log = logging.getLogger(__name__)
 
 SWEEP_SEC = 5.0
+# SQLite: how often to check whether another process (``soapservice emit``, another
+# ``serve``) committed, so their events go out promptly, not at the next sweep.
+WATCH_SEC = 0.2
 PURGE_SEC = 3600.0
 _HOST = socket.gethostname()[:40]
 _LIVE_OWNERS: set[str] = set()  # owner ids of the delivery services running in this process
@@ -105,6 +108,9 @@ class DeliveryService(service.Service):
         self._sweep.clock = reactor
         self._purge = task.LoopingCall(self.purge)
         self._purge.clock = reactor
+        self._watch = task.LoopingCall(self._check_outside_commits)
+        self._watch.clock = reactor
+        self._data_version = None
         self.stopping = False
 
     def now(self) -> float:
@@ -140,6 +146,8 @@ class DeliveryService(service.Service):
         if self.running and not self.stopping:
             self._sweep.start(SWEEP_SEC, now=True)
             self._purge.start(PURGE_SEC, now=False)
+            if self.settings.database_url.startswith("sqlite"):
+                self._watch.start(WATCH_SEC, now=False)
 
     @defer.inlineCallbacks
     def stopService(self):
@@ -148,7 +156,7 @@ class DeliveryService(service.Service):
         self.stopping = True
         super().stopService()
         yield self._started
-        for loop in (self._sweep, self._purge):
+        for loop in (self._sweep, self._purge, self._watch):
             if loop.running:
                 loop.stop()
         for call in (self._timer, self._wake_call):
@@ -280,6 +288,18 @@ class DeliveryService(service.Service):
                             event.last_error, event.buffered)
                 if self.after_deactivate is not None:
                     self.after_deactivate(event)
+
+    @defer.inlineCallbacks
+    def _check_outside_commits(self):
+        try:
+            version = yield self._store(store.data_version)
+        except Exception as exc:  # the sweep still runs; say why once in a while
+            log.debug("data_version check failed: %s", exc)
+            return
+        if version != self._data_version:
+            if self._data_version is not None:
+                self.wake()
+            self._data_version = version
 
     def purge(self):
         return self._store(outbox.purge, self.now(), self.settings.retention_sec).addErrback(

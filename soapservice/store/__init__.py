@@ -163,3 +163,12 @@ def write_transaction():
     if isinstance(database, SqliteDatabase):
         return database.atomic("IMMEDIATE")
     return database.atomic()
+
+
+def data_version() -> int | None:
+    """SQLite's ``PRAGMA data_version``: changes whenever another connection (another
+    process, e.g. ``soapservice emit``) committed. None on PostgreSQL (LISTEN/NOTIFY
+    serves there)."""
+    if is_postgres():
+        return None
+    return db.obj.execute_sql("PRAGMA data_version").fetchone()[0]
