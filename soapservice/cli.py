@@ -60,7 +60,18 @@ def cmd_serve(args) -> int:
         print("no accounts yet: add one with `soapservice account add USER` "
               "(or `make account NAME=name`)", flush=True)
     reactor.addSystemEventTrigger("before", "shutdown", top.stopService)
-    signal.signal(signal.SIGTERM, lambda *_: reactor.callFromThread(reactor.stop))
+    # SIGTERM and SIGINT: stop taking requests, finish the attempts in flight, give back
+    # every lease, exit 0 (``reactor.stop`` runs the services' stopService first).
+    # A second signal while stopping is ignored (reactor.stop would raise).
+    stopping = []
+
+    def stop_once():
+        if not stopping:
+            stopping.append(True)
+            reactor.stop()
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: reactor.callFromThread(stop_once))
     reactor.run(installSignalHandlers=False)
     return 0
 

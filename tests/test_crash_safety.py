@@ -148,6 +148,7 @@ def test_sigkill_at_random_moments_loses_no_acknowledged_event(make_server):
     assert integrity(srv) == "ok"
     assert leased(srv) == 0
     assert "took back" in srv.log()  # the restarts reclaimed the dead process's leases
+    assert "Traceback" not in srv.log()
     assert time.monotonic() - started < 90
 
 
@@ -178,6 +179,7 @@ def test_sigterm_finishes_the_attempt_in_flight_and_releases_every_lease(make_se
                 break
             assert time.monotonic() < deadline, "still taking requests after SIGTERM"
             time.sleep(0.05)
+        srv.proc.send_signal(signal.SIGTERM)  # an impatient second signal changes nothing
         assert srv.proc.poll() is None, "exited before the attempts in flight finished"
         release.set()
         assert srv.proc.wait(timeout=20) == 0
@@ -200,6 +202,14 @@ def test_sigterm_finishes_the_attempt_in_flight_and_releases_every_lease(make_se
                           timeout=15, what="the rest after the restart")
         # (99 may have been taken before the signal was handled; then it is delivered too)
         assert sorted(b["n"] for b in receiver.delivered() if b["n"] != 99) == [1, 2, 3, 4]
+    assert "Traceback" not in srv.log()
+
+
+def test_sigint_stops_cleanly_too(make_server):
+    srv = make_server()
+    srv.proc.send_signal(signal.SIGINT)
+    assert srv.proc.wait(timeout=20) == 0
+    assert "Traceback" not in srv.log()
 
 
 def test_sqlite_synchronous_setting(tmp_path):
