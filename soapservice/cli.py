@@ -1,4 +1,5 @@
-"""The ``soapservice`` command: serve, account, wsdl, emit, notifications, deliveries."""
+"""The ``soapservice`` command: serve, worker, account, wsdl, emit, notifications,
+deliveries."""
 
 from __future__ import annotations
 
@@ -54,7 +55,8 @@ def cmd_serve(args) -> int:
     top.startService()
     port = top.web._port.getHost().port
     print(f"soapservice {__version__} listening on http://{settings.host}:{port}/ "
-          f"(WSDL: {settings.base_url}/soap?wsdl, store: {settings.database_url})", flush=True)
+          f"(WSDL: {settings.base_url}/soap?wsdl, store: {_redacted(settings.database_url)})"
+          + ("" if settings.delivery_enabled else ", delivery off"), flush=True)
     from soapservice.store import accounts
     if not accounts.all_accounts():
         print("no accounts yet: add one with `soapservice account add USER` "
@@ -74,6 +76,47 @@ def cmd_serve(args) -> int:
         signal.signal(signum, lambda *_: reactor.callFromThread(stop_once))
     reactor.run(installSignalHandlers=False)
     return 0
+
+
+def cmd_worker(args) -> int:
+    """The delivery loop alone: any number of workers (and ``serve --no-delivery``
+    processes) share one PostgreSQL store."""
+    settings = _settings().replace(delivery_enabled=True)
+    if args.metrics_port is not None:
+        settings = settings.replace(metrics_port=args.metrics_port)
+    from twisted.internet import reactor
+    from twisted.python import log as twisted_log
+
+    from soapservice.server import make_service
+
+    logging.basicConfig(level=logging.INFO, stream=sys.stdout,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    twisted_log.PythonLoggingObserver("twisted").start()
+    top = make_service(settings, reactor, web=False)
+    top.startService()
+    metrics = ""
+    if top.metrics is not None:
+        metrics = (f", metrics on http://{settings.host}:"
+                   f"{top.metrics._port.getHost().port}/metrics")
+    print(f"soapservice {__version__} worker {top.delivery.owner} delivering from "
+          f"{_redacted(settings.database_url)}{metrics}", flush=True)
+    if settings.database_url.startswith("sqlite"):
+        print("note: on SQLite other processes' events are found by the 5 s sweep; "
+              "use PostgreSQL for several delivering processes", flush=True)
+    reactor.addSystemEventTrigger("before", "shutdown", top.stopService)
+    signal.signal(signal.SIGTERM, lambda *_: reactor.callFromThread(reactor.stop))
+    reactor.run(installSignalHandlers=False)
+    return 0
+
+
+def _redacted(url: str) -> str:
+    """The store URL without a password."""
+    import urllib.parse
+    parts = urllib.parse.urlsplit(url)
+    if parts.password:
+        netloc = parts.netloc.replace(":" + parts.password + "@", ":***@")
+        return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
+    return url
 
 
 def cmd_account(args) -> int:
@@ -177,6 +220,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, help="override SOAPSERVICE_PORT")
     serve.add_argument("--no-delivery", action="store_true", help="API only, no delivery loop")
     serve.set_defaults(func=cmd_serve)
+
+    worker = sub.add_parser("worker", help="run only the delivery loop (several may "
+                            "share a PostgreSQL store)")
+    worker.add_argument("--metrics-port", type=int,
+                        help="serve /metrics here (override SOAPSERVICE_METRICS_PORT)")
+    worker.set_defaults(func=cmd_worker)
 
     account = sub.add_parser("account", help="manage accounts")
     acc = account.add_subparsers(dest="action", required=True)

@@ -12,7 +12,7 @@ from peewee import (
     BooleanField,
     CharField,
     DatabaseProxy,
-    FloatField,
+    DoubleField,
     ForeignKeyField,
     IntegerField,
     Model,
@@ -39,7 +39,7 @@ class Account(BaseModel):
     username = CharField(max_length=255, unique=True)
     password_hash = CharField(max_length=255)
     email = CharField(max_length=320, null=True)
-    created_at = FloatField()
+    created_at = DoubleField()
 
 
 class NeverReusedAutoField(AutoField):
@@ -63,14 +63,14 @@ class Webhook(BaseModel):
     url = CharField(max_length=2048)
     secret = CharField(max_length=128)
     active = BooleanField(default=True)
-    created_at = FloatField()
-    deactivated_at = FloatField(null=True)
+    created_at = DoubleField()
+    deactivated_at = DoubleField(null=True)
     # Increments on each deactivation: a reactivation link names one deactivation.
     deactivations = IntegerField(default=0)
     failure_count = IntegerField(default=0)
     dropped_events = IntegerField(default=0)
-    last_success_at = FloatField(null=True)
-    last_failure_at = FloatField(null=True)
+    last_success_at = DoubleField(null=True)
+    last_failure_at = DoubleField(null=True)
     last_error = TextField(null=True)
 
     class Meta:
@@ -83,7 +83,7 @@ class Event(BaseModel):
     # The data exactly as it will be POSTed (compact JSON): never re-encoded.
     body = TextField()
     subscriber = CharField(max_length=64, null=True)
-    created_at = FloatField()
+    created_at = DoubleField()
 
 
 class Delivery(BaseModel):
@@ -95,12 +95,12 @@ class Delivery(BaseModel):
     seq = BigIntegerField()
     state = SmallIntegerField(default=PENDING)
     attempts = IntegerField(default=0)
-    next_at = FloatField()
+    next_at = DoubleField()
     lease_owner = CharField(max_length=64, null=True)
     lease_token = CharField(max_length=32, null=True)
-    lease_until = FloatField(null=True)
-    created_at = FloatField()
-    delivered_at = FloatField(null=True)
+    lease_until = DoubleField(null=True)
+    created_at = DoubleField()
+    delivered_at = DoubleField(null=True)
 
     class Meta:
         indexes = (
@@ -119,10 +119,10 @@ class Attempt(BaseModel):
 
     delivery_id = BigIntegerField(index=True)
     webhook_id = BigIntegerField()
-    at = FloatField(index=True)
+    at = DoubleField(index=True)
     status = IntegerField(null=True)
     error = TextField(null=True)
-    duration_ms = FloatField()
+    duration_ms = DoubleField()
 
     class Meta:
         indexes = ((("webhook_id", "at"), False),)
@@ -136,8 +136,8 @@ class Notification(BaseModel):
     failure_count = IntegerField()
     buffered_events = IntegerField()
     link = TextField()
-    created_at = FloatField()
-    mailed_at = FloatField(null=True)
+    created_at = DoubleField()
+    mailed_at = DoubleField(null=True)
 
 
 class Setting(BaseModel):

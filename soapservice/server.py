@@ -12,15 +12,18 @@ from twisted.internet.threads import deferToThreadPool
 from twisted.python.threadpool import ThreadPool
 from twisted.web import server
 
-from soapservice import notify, store
+from soapservice import metrics, notify, store
 from soapservice.api import WebhookAPI
 from soapservice.config import Settings
 from soapservice.delivery import DeliveryService
 from soapservice.ingest import Ingestor
 from soapservice.sender import Sender
+from soapservice.store import outbox
 from soapservice.web.accesslog import redacted_log_formatter
 from soapservice.web.events import Events
+from soapservice.web.health import Health
 from soapservice.web.limits import limited_request_factory
+from soapservice.web.metrics import Metrics
 from soapservice.web.reactivate import Reactivate
 from soapservice.web.root import build_root
 
@@ -40,6 +43,22 @@ class ThreadPoolService(service.Service):
     def stopService(self):
         super().stopService()
         self.pool.stop()
+
+
+class ListenerService(service.Service):
+    """PostgreSQL: wakes the delivery loop when any process announces due work."""
+
+    def __init__(self, url, wake):
+        from soapservice.store.listen import DueListener
+        self.listener = DueListener(url, wake)
+
+    def startService(self):
+        super().startService()
+        self.listener.start()
+
+    def stopService(self):
+        super().stopService()
+        self.listener.stop()
 
 
 class SequentialMultiService(service.MultiService):
@@ -64,8 +83,9 @@ def make_site(settings: Settings, reactor, pool, api: WebhookAPI, extra=None) ->
 
 def make_delivery(settings: Settings, reactor, store_pool, dns_pool, targets,
                   **kwargs) -> DeliveryService:
-    sender = Sender(reactor, targets, dns_pool, settings.delivery_timeout_sec,
-                    max_per_host=min(256, settings.global_concurrency))
+    sender = metrics.MeteredSender(
+        Sender(reactor, targets, dns_pool, settings.delivery_timeout_sec,
+               max_per_host=min(256, settings.global_concurrency)))
     on_deactivate = functools.partial(notify.store_notification, base_url=settings.base_url,
                                       ttl_sec=settings.token_ttl_days * 86400)
     def run_in_store(fn, *args):
@@ -75,12 +95,25 @@ def make_delivery(settings: Settings, reactor, store_pool, dns_pool, targets,
                            on_deactivate=on_deactivate, **kwargs)
 
 
-def make_service(settings: Settings, reactor=None) -> SequentialMultiService:
+def metrics_site(reactor, pool) -> server.Site:
+    """The small site of SOAPSERVICE_METRICS_PORT: /metrics and /healthz."""
+    from twisted.web import resource
+    root = resource.Resource()
+    root.putChild(b"metrics", Metrics(reactor, pool))
+    root.putChild(b"healthz", Health(reactor, pool))
+    return server.Site(root, logFormatter=redacted_log_formatter)
+
+
+def make_service(settings: Settings, reactor=None, *, web: bool = True
+                 ) -> SequentialMultiService:
     """Children start in order and stop in reverse: the web stops taking requests
-    first, then the delivery loop finishes its attempts, then the pools stop."""
+    first, then the delivery loop finishes its attempts, then the pools stop.
+
+    ``web=False``: a worker (``soapservice worker``), the delivery loop only."""
     if reactor is None:
         from twisted.internet import reactor
     store.open_store(settings.database_url, synchronous=settings.sqlite_synchronous)
+    outbox.on_lease_takeover[:] = [metrics.count_takeovers]
     top = SequentialMultiService()
     pool = ThreadPool(minthreads=2, maxthreads=16, name="soapservice-api")
     store_pool = ThreadPool(minthreads=1, maxthreads=1, name="soapservice-store")
@@ -99,10 +132,20 @@ def make_service(settings: Settings, reactor=None) -> SequentialMultiService:
         reactivate.on_webhook_activated.append(delivery.wake_from_thread)
         api.on_webhook_deleted.append(delivery.forget_webhook)
         top.delivery = delivery
-    extra = {"events": Events(ingestor, settings.ingest_token, reactor, pool),
-             "reactivate": reactivate}
-    site = make_site(settings, reactor, pool, api, extra)
-    web = internet.TCPServer(settings.port, site, interface=settings.host)
-    web.setServiceParent(top)
-    top.api, top.site, top.web, top.ingestor = api, site, web, ingestor
+        if store.is_postgres():
+            ListenerService(settings.database_url, delivery.wake_from_thread
+                            ).setServiceParent(top)
+    ingestor.listeners.append(lambda _result: metrics.EVENTS.inc())
+    top.metrics = None
+    if settings.metrics_port is not None:
+        top.metrics = internet.TCPServer(settings.metrics_port, metrics_site(reactor, pool),
+                                         interface=settings.host)
+        top.metrics.setServiceParent(top)
+    top.api, top.ingestor, top.site, top.web = api, ingestor, None, None
+    if web:
+        extra = {"events": Events(ingestor, settings.ingest_token, reactor, pool),
+                 "reactivate": reactivate, "metrics": Metrics(reactor, pool)}
+        top.site = make_site(settings, reactor, pool, api, extra)
+        top.web = internet.TCPServer(settings.port, top.site, interface=settings.host)
+        top.web.setServiceParent(top)
     return top

@@ -53,4 +53,4 @@ def test_a_version_1_store_gets_the_claim_index(tmp_path):
     con.close()
     assert "delivery_webhook_id_state_next_at_seq" in names
     assert "delivery_webhook_id_state_seq" not in names
-    assert version == ("2",)
+    assert version == (str(store.SCHEMA_VERSION),)

@@ -15,7 +15,7 @@ from playhouse.db_url import connect
 
 from soapservice.models import ALL_MODELS, Setting, db
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 
 def _claim_index(database: Database) -> None:
@@ -26,9 +26,24 @@ def _claim_index(database: Database) -> None:
     database.execute_sql("DROP INDEX IF EXISTS delivery_webhook_id_state_seq")
 
 
+def _double_precision_times(database: Database) -> None:
+    """3: times and durations as 8-byte floats. On PostgreSQL peewee's FloatField is a
+    4-byte REAL, which rounds a UNIX time to about two minutes (a lease set 40 s ahead
+    could read as already expired). SQLite's REAL is 8 bytes already: nothing to do."""
+    if not isinstance(database, PostgresqlDatabase):
+        return
+    from peewee import DoubleField
+    for model in ALL_MODELS:
+        for field in model._meta.sorted_fields:
+            if isinstance(field, DoubleField):
+                database.execute_sql(
+                    f'ALTER TABLE "{model._meta.table_name}" ALTER COLUMN '
+                    f'"{field.column_name}" TYPE DOUBLE PRECISION')
+
+
 # Later schema changes: append (version, function(database)) steps here; open_store
 # applies the missing ones in order inside one transaction (playhouse.migrate).
-MIGRATIONS: list = [(2, _claim_index)]
+MIGRATIONS: list = [(2, _claim_index), (3, _double_precision_times)]
 
 _SQLITE_PRAGMAS = {
     "journal_mode": "wal",

@@ -6,6 +6,13 @@ worker died becomes due again by itself when the lease runs out, and one query s
 both fresh and abandoned work. Outcomes are recorded only while the lease token still
 matches (a fenced update): a worker that stalled past its lease cannot overwrite the
 newer attempt.
+
+On PostgreSQL several processes share the outbox; row locks are the coordination:
+ingest holds an advisory lock so event ids commit in id order (a worker never sees a
+later event of a subscriber before an earlier one); claims run one at a time under an
+advisory lock and lock their rows ``FOR UPDATE SKIP LOCKED``; outcomes lock the
+webhooks and then the deliveries they touch (always in that order, so no deadlock), so
+failure counts, deactivation and its notification happen exactly once.
 """
 
 from __future__ import annotations
@@ -27,11 +34,29 @@ from soapservice.models import (
     Event,
     Webhook,
 )
-from soapservice.store import write_transaction
+from soapservice.store import (
+    CLAIM_LOCK,
+    INGEST_LOCK,
+    advisory_lock,
+    is_postgres,
+    notify_due,
+    write_transaction,
+)
 
 
 class UnknownAccount(LookupError):
     pass
+
+
+def _locked(query, mode: str = "FOR UPDATE", skip_locked: bool = False):
+    """``query`` with a row lock on PostgreSQL (SQLite's write lock covers it)."""
+    if is_postgres():
+        return query.for_update(mode, skip_locked=skip_locked or None)
+    return query
+
+
+# Hooks for metrics (soapservice.metrics): called with a count, never raising.
+on_lease_takeover: list[Callable[[int], None]] = []
 
 
 @dataclass(frozen=True)
@@ -74,15 +99,20 @@ def store_event(account_name: str, event: str, body: str, subscriber: str | None
     of webhooks it was queued for, buffered included).
     """
     with write_transaction():
+        if is_postgres():
+            advisory_lock(INGEST_LOCK)
         account = Account.get_or_none(Account.username == account_name)
         if account is None:
             raise UnknownAccount(account_name)
         event_id = Event.insert(account=account.id, name=event, body=body,
                                 subscriber=subscriber, created_at=now).execute()
         rows, dropped = [], []
-        hooks = Webhook.select(Webhook.id, Webhook.url, Webhook.active,
-                               Webhook.deactivated_at).where(
-            Webhook.account == account.id, Webhook.event == event)
+        # FOR SHARE: a concurrent deactivation or activation commits first and is seen
+        # (else a delivery could be buffered for a webhook just reactivated).
+        hooks = _locked(Webhook.select(Webhook.id, Webhook.url, Webhook.active,
+                                       Webhook.deactivated_at).where(
+            Webhook.account == account.id, Webhook.event == event).order_by(Webhook.id),
+            "FOR SHARE")
         for hook in hooks:
             admission = policy.admit(hook.active, hook.deactivated_at, now, window_sec)
             if admission is policy.Admission.DROP:
@@ -96,6 +126,7 @@ def store_event(account_name: str, event: str, body: str, subscriber: str | None
             })
         if rows:
             Delivery.insert_many(rows).execute()
+            notify_due()
         if dropped:
             Webhook.update(dropped_events=Webhook.dropped_events + 1).where(
                 Webhook.id.in_(dropped)).execute()
@@ -141,12 +172,31 @@ def claim_due(owner: str, now: float, lease_sec: float, capacity: int,
     if capacity <= 0:
         return []
     with write_transaction():
+        if is_postgres():
+            # One claim at a time across processes: the ordering, probe and
+            # per-webhook rules read the leases of every worker, so two claims must not
+            # decide on the same picture.
+            advisory_lock(CLAIM_LOCK)
+        running = _leased_per_webhook(now)
+        for hook_id, count in in_flight.items():
+            running[hook_id] = max(running.get(hook_id, 0), count)
         candidates = _due_candidates(now, capacity * 4, per_webhook)
-        chosen = policy.choose(candidates, in_flight, capacity, per_webhook)
+        chosen = policy.choose(candidates, running, capacity, per_webhook)
         if not chosen:
             return []
         token = secrets.token_hex(8)
-        ids = [c.delivery_id for c in chosen]
+        # Lock them (skipping rows an outcome is being written for); the update below
+        # still checks that each is due.
+        held = dict(_locked(Delivery.select(Delivery.id, Delivery.lease_token).where(
+            Delivery.id.in_([c.delivery_id for c in chosen]) & (Delivery.state == PENDING)
+            & (Delivery.next_at <= now)).order_by(Delivery.id), skip_locked=True).tuples())
+        if not held:
+            return []
+        ids = list(held)
+        takeovers = sum(1 for previous in held.values() if previous is not None)
+        if takeovers:
+            for hook in on_lease_takeover:
+                hook(takeovers)
         Delivery.update(lease_owner=owner, lease_token=token,
                         lease_until=now + lease_sec, next_at=now + lease_sec).where(
             Delivery.id.in_(ids) & (Delivery.state == PENDING)
@@ -164,6 +214,13 @@ def claim_due(owner: str, now: float, lease_sec: float, capacity: int,
                       r["event"], r["body"], r["event_id"], r["created_at"]) for r in rows]
 
 
+def _leased_per_webhook(now: float) -> dict[int, int]:
+    """Requests running per webhook, in every process (unexpired leases)."""
+    return dict(Delivery.select(Delivery.webhook, fn.COUNT(Delivery.id)).where(
+        (Delivery.state == PENDING) & (Delivery.next_at > now)
+        & Delivery.lease_token.is_null(False)).group_by(Delivery.webhook).tuples())
+
+
 def next_due_at(now: float) -> float | None:
     """When the next delivery becomes due (a retry, or an expiring lease). Deliveries
     due already but held back wait for an outcome, which wakes the loop anyway."""
@@ -177,7 +234,11 @@ def release(owner: str, now: float, delivery_ids: Sequence[int] | None = None) -
     cond = (Delivery.lease_owner == owner) & (Delivery.state == PENDING)
     if delivery_ids is not None:
         cond &= Delivery.id.in_(list(delivery_ids))
-    return query.where(cond).execute()
+    with write_transaction():
+        released = query.where(cond).execute()
+        if released:
+            notify_due()
+    return released
 
 
 def release_orphans(is_dead: Callable[[str], bool], now: float) -> dict[str, int]:
@@ -223,8 +284,11 @@ def record_outcomes(outcomes: Sequence[Outcome], now: float, schedule: Sequence[
     deactivated: list[Deactivation] = []
     with write_transaction():
         ids = [o.delivery_id for o in outcomes]
-        held = dict(Delivery.select(Delivery.id, Delivery.lease_token).where(
-            Delivery.id.in_(ids) & (Delivery.state == PENDING)).tuples())
+        # Lock order: webhooks, then deliveries (as in activation and deletion).
+        list(_locked(Webhook.select(Webhook.id).where(
+            Webhook.id.in_(sorted({o.webhook_id for o in outcomes}))).order_by(Webhook.id)))
+        held = dict(_locked(Delivery.select(Delivery.id, Delivery.lease_token).where(
+            Delivery.id.in_(ids) & (Delivery.state == PENDING)).order_by(Delivery.id)).tuples())
         live = [o for o in outcomes if held.get(o.delivery_id) == o.token]
         Attempt.insert_many([{
             "delivery_id": o.delivery_id, "webhook_id": o.webhook_id, "at": now,

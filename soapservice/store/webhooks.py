@@ -6,8 +6,8 @@ import time
 
 from peewee import fn
 
-from soapservice.models import BUFFERED, PENDING, Delivery, Webhook
-from soapservice.store import write_transaction
+from soapservice.models import BUFFERED, PENDING, Account, Delivery, Webhook
+from soapservice.store import is_postgres, notify_due, write_transaction
 
 
 class LimitReached(Exception):
@@ -17,6 +17,8 @@ class LimitReached(Exception):
 def create(account_id: int, app: str, event: str, url: str, secret: str,
            limit: int) -> Webhook:
     with write_transaction():
+        if is_postgres():  # two creates at once must not both pass the limit
+            list(Account.select(Account.id).where(Account.id == account_id).for_update())
         count = Webhook.select().where(Webhook.account == account_id).count()
         if count >= limit:
             raise LimitReached(limit)
@@ -47,8 +49,14 @@ def buffered_counts(hooks: list[Webhook]) -> list[int]:
     return [counts.get(h.id, 0) for h in hooks]
 
 
-def get(account_id: int, webhook_id: int) -> Webhook | None:
-    return Webhook.get_or_none((Webhook.id == webhook_id) & (Webhook.account == account_id))
+def get(account_id: int, webhook_id: int, *, lock: bool = False) -> Webhook | None:
+    """``lock``: on PostgreSQL hold the row until the transaction ends (a webhook is
+    locked before its deliveries, everywhere)."""
+    query = Webhook.select().where((Webhook.id == webhook_id)
+                                   & (Webhook.account == account_id))
+    if lock and is_postgres():
+        query = query.for_update()
+    return query.first()
 
 
 def get_by_id(webhook_id: int) -> Webhook | None:
@@ -66,7 +74,7 @@ def activate(account_id: int, webhook_id: int, replay: bool,
     """
     now = time.time() if now is None else now
     with write_transaction():
-        hook = get(account_id, webhook_id)
+        hook = get(account_id, webhook_id, lock=True)
         if hook is None:
             return None
         if hook.active:
@@ -77,6 +85,8 @@ def activate(account_id: int, webhook_id: int, replay: bool,
                                         lease_owner=None, lease_token=None,
                                         lease_until=None)
                         .where(buffered).execute())
+            if replayed:
+                notify_due()
         else:
             Delivery.delete().where(buffered).execute()
             replayed = 0
@@ -89,7 +99,7 @@ def activate(account_id: int, webhook_id: int, replay: bool,
 def delete(account_id: int, webhook_id: int) -> bool:
     """Remove the webhook and every undelivered delivery of it."""
     with write_transaction():
-        hook = get(account_id, webhook_id)
+        hook = get(account_id, webhook_id, lock=True)
         if hook is None:
             return False
         Delivery.delete().where(Delivery.webhook == hook.id).execute()

@@ -1,0 +1,232 @@
+"""Several processes on one PostgreSQL store (SOAPSERVICE_TEST_DATABASE_URL): one
+``serve --no-delivery`` and three ``soapservice worker``s deliver 5,000 events for 200
+subscribers to a flaky receiver. Every event arrives, in order per subscriber, exactly
+once; then a worker is killed with SIGKILL mid-stream and still every event arrives,
+with duplicates bounded by the deliveries it held at that moment."""
+
+from __future__ import annotations
+
+import collections
+import json
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+import requests
+
+from tests import pgstore
+from tests.conftest import PASSWORD, Server, free_port
+from tests.receiver import Receiver
+
+pytestmark = pytest.mark.slow
+
+SUBSCRIBERS = 200
+PER_SUBSCRIBER = 25  # 5,000 events
+HOOKS = 1
+
+
+class Worker:
+    def __init__(self, env, log_path, metrics_port):
+        self.metrics_port = metrics_port
+        self.log_path = log_path
+        self._log = open(log_path, "ab")
+        env = dict(env, SOAPSERVICE_METRICS_PORT=str(metrics_port))
+        self.proc = subprocess.Popen([sys.executable, "-m", "soapservice", "worker"],
+                                     env=env, stdout=self._log, stderr=subprocess.STDOUT)
+        self.owner = None
+
+    def wait_started(self, timeout=30):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            text = self.log_path.read_text(errors="replace")
+            if self.proc.poll() is not None:
+                raise RuntimeError("worker exited:\n" + text)
+            for line in text.splitlines():
+                if " worker " in line and " delivering from " in line:
+                    self.owner = line.split(" worker ", 1)[1].split(" delivering", 1)[0]
+                    return self
+            time.sleep(0.05)
+        raise RuntimeError("worker did not start:\n" + self.log_path.read_text())
+
+    def metrics(self) -> str:
+        return requests.get(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=10).text
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._log.close()
+
+
+def metric(text: str, name: str) -> float:
+    for line in text.splitlines():
+        if line.startswith(name + " ") or line.startswith(name + "{"):
+            return float(line.rsplit(" ", 1)[1])
+    raise AssertionError(f"{name} not in metrics:\n{text}")
+
+
+class Flaky:
+    """Answers 503 to the first attempt of every 100th event, 200 otherwise; counts the
+    2xx answers per (webhook path, subscriber, n) in arrival order."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.tries = collections.Counter()
+        self.seen: dict[tuple, list[int]] = collections.defaultdict(list)
+        self.ok = 0
+
+    def __call__(self, req):
+        data = json.loads(req["body"])
+        key = (req["path"], data["subscriber_id"])
+        with self.lock:
+            self.tries[key, data["n"]] += 1
+            if self.tries[key, data["n"]] == 1 and (data["subscriber_id"] * 31
+                                                     + data["n"]) % 100 == 0:
+                return 503
+            self.seen[key].append(data["n"])
+            self.ok += 1
+            return 200
+
+    def unique(self) -> int:
+        with self.lock:
+            return sum(len(set(ns)) for ns in self.seen.values())
+
+
+def emit_all(url, first, count, threads=8):
+    """Events n = first .. first+count-1 for every subscriber; each subscriber's events
+    are sent one after the other (so their ids follow n), subscribers in parallel."""
+    def run(mine):
+        with requests.Session() as session:
+            for n in range(first, first + count):
+                for sub in mine:
+                    answer = session.post(url + "/events", timeout=30, headers={
+                        "Authorization": "Bearer test-ingest-token"}, json={
+                        "account": "alice", "event": "optin_finalized",
+                        "data": {"subscriber_id": sub, "n": n}})
+                    assert answer.status_code == 202, answer.text
+
+    groups = [list(range(SUBSCRIBERS))[i::threads] for i in range(threads)]
+    workers = [threading.Thread(target=run, args=(g,)) for g in groups]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+
+
+def check_order(flaky: Flaky, upto: int):
+    for key, ns in flaky.seen.items():
+        unique = sorted(set(ns))
+        assert unique == list(range(upto)), f"{key}: missing {set(range(upto)) - set(ns)}"
+        # In order: the first arrival of each n follows n.
+        firsts = list(dict.fromkeys(ns))
+        assert firsts == unique, f"{key}: out of order {firsts[:40]}"
+
+
+def test_serve_and_three_workers_share_postgresql(tmp_path, pg_database):
+    if pg_database is None:
+        pytest.skip("set SOAPSERVICE_TEST_DATABASE_URL to a PostgreSQL server")
+    pgstore.empty(pg_database)
+    flaky = Flaky()
+    receiver = Receiver(flaky).start()
+    (tmp_path / "serve").mkdir()
+    srv = Server(tmp_path / "serve", {
+        "SOAPSERVICE_DATABASE_URL": pg_database,
+        "SOAPSERVICE_DELIVERY": "0",
+        "SOAPSERVICE_RETRY_SCHEDULE": "0.05,0.05,0.05,0.05,0.05,0.05,0.05,0.05",
+        "SOAPSERVICE_DELIVERY_TIMEOUT": "5",
+        "SOAPSERVICE_WEBHOOK_CONCURRENCY": "16",
+    })
+    workers = []
+    try:
+        srv.add_account("alice", PASSWORD)
+        srv.start()
+        assert "delivery off" in srv.log()
+        for i in range(HOOKS):
+            answer = requests.post(f"{srv.url}/json/CreateWebHook", timeout=30, data={
+                "username": "alice", "password": PASSWORD, "app": "crm",
+                "event": "optin_finalized", "url": f"{receiver.url}/h{i}"}).json()
+            assert answer["error"] == 0, answer
+        workers = [Worker(srv.env, tmp_path / f"worker{i}.log", free_port())
+                   for i in range(3)]
+        for w in workers:
+            w.wait_started()
+
+        # Phase 1: nobody dies: every event once, in order.
+        started = time.monotonic()
+        emit_all(srv.url, 0, PER_SUBSCRIBER)
+        total = SUBSCRIBERS * PER_SUBSCRIBER * HOOKS
+        receiver.wait_for(lambda: flaky.unique() >= total, timeout=90,
+                          what=f"{total} deliveries")
+        phase1 = time.monotonic() - started
+        check_order(flaky, PER_SUBSCRIBER)
+        assert flaky.ok == total, (f"{flaky.ok - total} duplicates with no process dying; "
+                                   f"attempts: {attempt_summary(pg_database)}")
+        # Every worker took part (the claims are shared, not won by one process).
+        per_worker = [metric(w.metrics(), 'soapservice_delivery_attempts_total'
+                             '{outcome="success"}') for w in workers]
+        assert sum(per_worker) == total and min(per_worker) > 0, per_worker
+
+        # Phase 2: a worker is killed with SIGKILL while deliveries run.
+        more = 10
+        emitter = threading.Thread(target=emit_all, args=(srv.url, PER_SUBSCRIBER, more))
+        emitter.start()
+        receiver.wait_for(lambda: flaky.ok >= total + 1000, timeout=60,
+                          what="phase 2 under way")
+        victim = workers.pop(0)
+        victim.proc.send_signal(signal.SIGKILL)
+        victim.proc.wait()
+        held = held_leases(pg_database, victim.owner)
+        emitter.join()
+        total2 = SUBSCRIBERS * (PER_SUBSCRIBER + more) * HOOKS
+        # Its leases run out (delivery timeout * 2 + 30 s), then the others take over.
+        receiver.wait_for(lambda: flaky.unique() >= total2, timeout=90,
+                          what=f"{total2} deliveries after the kill")
+        check_order(flaky, PER_SUBSCRIBER + more)
+        duplicates = flaky.ok - total2
+        assert duplicates <= held, (duplicates, held)
+        takeovers = sum(metric(w.metrics(), "soapservice_lease_takeovers_total")
+                        for w in workers)
+        assert takeovers == held, (takeovers, held)
+        print(f"phase 1: {total} deliveries in {phase1:.1f} s; killed worker held "
+              f"{held} leases, {duplicates} delivered twice")
+    finally:
+        for w in workers:
+            w.stop()
+        srv.stop()
+        receiver.stop()
+
+
+def held_leases(url, owner) -> int:
+    import psycopg2
+    conn = psycopg2.connect(url)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT count(*) FROM delivery WHERE lease_owner = %s "
+                        "AND state = 0 AND lease_token IS NOT NULL", (owner,))
+            return cur.fetchone()[0]
+    finally:
+        conn.close()
+
+
+def attempt_summary(url) -> list:
+    import psycopg2
+    conn = psycopg2.connect(url)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT status, error, count(*) FROM attempt GROUP BY 1, 2")
+            out = cur.fetchall()
+            cur.execute("SELECT count(*) FROM event")
+            out += cur.fetchall()
+            cur.execute("SELECT delivery_id, count(*) FROM attempt WHERE status=200 "
+                        "GROUP BY 1 HAVING count(*) > 1 LIMIT 10")
+            out += cur.fetchall()
+            return out
+    finally:
+        conn.close()
