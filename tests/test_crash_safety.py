@@ -141,13 +141,16 @@ def test_sigkill_at_random_moments_loses_no_acknowledged_event(make_server):
     assert set(numbers) <= set(range(producer.sent))
     duplicates = len(numbers) - len(set(numbers))
     assert duplicates <= in_flight_at_kills, (duplicates, in_flight_at_kills)
+    print(f"{len(acked)} acknowledged, {len(numbers)} received, {duplicates} duplicates, "
+          f"{in_flight_at_kills} leased at the kills")
     for subscriber in range(SUBSCRIBERS):
         firsts = list(dict.fromkeys(b["n"] for b in bodies
                                     if b["subscriber_id"] == subscriber))
         assert firsts == sorted(firsts), f"subscriber {subscriber} out of order"
     assert integrity(srv) == "ok"
     assert leased(srv) == 0
-    assert "took back" in srv.log()  # the restarts reclaimed the dead process's leases
+    if in_flight_at_kills:  # the restarts reclaimed the dead processes' leases
+        assert "took back" in srv.log()
     assert "Traceback" not in srv.log()
     assert time.monotonic() - started < 90
 
