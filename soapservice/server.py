@@ -121,7 +121,7 @@ def make_service(settings: Settings, reactor=None, *, web: bool = True
     for p in (pool, store_pool, dns_pool):
         ThreadPoolService(p).setServiceParent(top)
     api = WebhookAPI(settings)
-    ingestor = Ingestor(settings)
+    ingestor = Ingestor(settings, functools.partial(deferToThreadPool, reactor, store_pool))
     top.delivery = None
     reactivate = Reactivate(settings, reactor, pool)
     if settings.delivery_enabled:

@@ -98,39 +98,65 @@ def store_event(account_name: str, event: str, body: str, subscriber: str | None
     buffered one; the others only count the event as dropped. Returns (event id, number
     of webhooks it was queued for, buffered included).
     """
+    result = store_events([(account_name, event, body, subscriber)], now, window_sec)[0]
+    if isinstance(result, UnknownAccount):
+        raise result
+    return result
+
+
+def store_events(events: Sequence[tuple[str, str, str, str | None]], now: float,
+                 window_sec: float) -> list[tuple[int, int] | UnknownAccount]:
+    """:func:`store_event` for several (account, event, body, subscriber) in ONE
+    transaction (a group commit: one write lock and one commit for the lot). Returns a
+    result per event, in order; an unknown account's event gets an
+    :class:`UnknownAccount` in its place and stores nothing, the others are stored."""
+    results: list[tuple[int, int] | UnknownAccount] = []
     with write_transaction():
         if is_postgres():
             advisory_lock(INGEST_LOCK)
-        account = Account.get_or_none(Account.username == account_name)
-        if account is None:
-            raise UnknownAccount(account_name)
-        event_id = Event.insert(account=account.id, name=event, body=body,
-                                subscriber=subscriber, created_at=now).execute()
-        rows, dropped = [], []
-        # FOR SHARE: a concurrent deactivation or activation commits first and is seen
-        # (else a delivery could be buffered for a webhook just reactivated).
-        hooks = _locked(Webhook.select(Webhook.id, Webhook.url, Webhook.active,
-                                       Webhook.deactivated_at).where(
-            Webhook.account == account.id, Webhook.event == event).order_by(Webhook.id),
-            "FOR SHARE")
-        for hook in hooks:
-            admission = policy.admit(hook.active, hook.deactivated_at, now, window_sec)
-            if admission is policy.Admission.DROP:
-                dropped.append(hook.id)
+        accounts: dict[str, Account | None] = {}
+        hooks_of: dict[tuple[int, str], list] = {}
+        due = False
+        for account_name, event, body, subscriber in events:
+            if account_name not in accounts:
+                accounts[account_name] = Account.get_or_none(Account.username == account_name)
+            account = accounts[account_name]
+            if account is None:
+                results.append(UnknownAccount(account_name))
                 continue
-            rows.append({
-                "event": event_id, "webhook": hook.id, "seq": event_id, "next_at": now,
-                "order_key": policy.order_key(account.id, hook.url, subscriber),
-                "state": PENDING if admission is policy.Admission.DUE else BUFFERED,
-                "created_at": now,
-            })
-        if rows:
-            Delivery.insert_many(rows).execute()
+            if (account.id, event) not in hooks_of:
+                # FOR SHARE: a concurrent deactivation or activation commits first and
+                # is seen (else a delivery could be buffered for a webhook just
+                # reactivated).
+                hooks_of[account.id, event] = list(_locked(
+                    Webhook.select(Webhook.id, Webhook.url, Webhook.active,
+                                   Webhook.deactivated_at).where(
+                        Webhook.account == account.id, Webhook.event == event)
+                    .order_by(Webhook.id), "FOR SHARE"))
+            event_id = Event.insert(account=account.id, name=event, body=body,
+                                    subscriber=subscriber, created_at=now).execute()
+            rows, dropped = [], []
+            for hook in hooks_of[account.id, event]:
+                admission = policy.admit(hook.active, hook.deactivated_at, now, window_sec)
+                if admission is policy.Admission.DROP:
+                    dropped.append(hook.id)
+                    continue
+                rows.append({
+                    "event": event_id, "webhook": hook.id, "seq": event_id, "next_at": now,
+                    "order_key": policy.order_key(account.id, hook.url, subscriber),
+                    "state": PENDING if admission is policy.Admission.DUE else BUFFERED,
+                    "created_at": now,
+                })
+            if rows:
+                Delivery.insert_many(rows).execute()
+                due = True
+            if dropped:
+                Webhook.update(dropped_events=Webhook.dropped_events + 1).where(
+                    Webhook.id.in_(dropped)).execute()
+            results.append((event_id, len(rows)))
+        if due:
             notify_due()
-        if dropped:
-            Webhook.update(dropped_events=Webhook.dropped_events + 1).where(
-                Webhook.id.in_(dropped)).execute()
-        return event_id, len(rows)
+    return results
 
 
 # -- claims -----------------------------------------------------------------------------

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hmac
 import json
 
-from twisted.internet.threads import deferToThreadPool
 from twisted.web import resource, server
 
 from soapservice.ingest import MAX_EVENT_BYTES, IngestError
@@ -46,7 +45,7 @@ class Events(resource.Resource):
                 message.get("data")
         except ValueError as exc:
             return _answer(request, 400, {"error": f"body is not JSON: {exc}"})
-        d = deferToThreadPool(self.reactor, self.pool, self.ingestor.emit, account, event, data)
+        d = self.ingestor.submit(account, event, data)  # 202 after its group commit
 
         def stored(result):
             event_id, queued = result

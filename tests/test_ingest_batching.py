@@ -1,0 +1,72 @@
+"""POST /events' group commit: events arriving while a write runs share the next
+transaction, and each is acknowledged only once its own transaction committed."""
+
+from __future__ import annotations
+
+import pytest
+from twisted.internet import defer
+
+from soapservice import auth, store
+from soapservice.config import Settings
+from soapservice.ingest import IngestError, Ingestor
+from soapservice.models import Delivery, Event
+from soapservice.store import accounts, webhooks
+
+
+class ManualStore:
+    """Runs store functions only when the test says so (the store thread's stand-in)."""
+
+    def __init__(self):
+        self.calls: list = []
+
+    def __call__(self, fn, *args):
+        d = defer.Deferred()
+        self.calls.append((fn, args, d))
+        return d
+
+    def run_next(self):
+        fn, args, d = self.calls.pop(0)
+        d.callback(fn(*args))
+
+
+@pytest.fixture
+def alice(store_url):
+    store.open_store(store_url)
+    account = accounts.add("alice", auth.hash_password("pw", n=2**4))
+    webhooks.create(account.id, "crm", "optin_finalized", "http://r/", "whsec_x", 100)
+    return account
+
+
+def test_events_waiting_for_a_write_share_the_next_commit(alice):
+    runner = ManualStore()
+    woken = []
+    ingestor = Ingestor(Settings(), runner)
+    ingestor.listeners.append(woken.append)
+    first = ingestor.submit("alice", "optin_finalized", {"n": 0})
+    later = [ingestor.submit("alice", "optin_finalized", {"n": i}) for i in (1, 2, 3)]
+    unknown = ingestor.submit("mallory", "optin_finalized", {"n": 4})
+    assert len(runner.calls) == 1  # the others wait for the write in progress
+    acked = []
+    for d in [first, *later]:
+        d.addCallback(acked.append)
+    assert not acked and Event.select().count() == 0
+    runner.run_next()  # commits the first event alone
+    assert len(acked) == 1 and Event.select().count() == 1
+    assert len(runner.calls) == 1 and not later[0].called
+    runner.run_next()  # one transaction for the four that waited
+    assert len(acked) == 4 and Event.select().count() == 4
+    assert Delivery.select().count() == 4
+    assert [queued for _, queued in acked] == [1, 1, 1, 1]
+    assert len(woken) == 2
+    failure = []
+    unknown.addErrback(failure.append)
+    assert failure and failure[0].check(IngestError)
+    assert "unknown account" in str(failure[0].value)
+
+
+def test_a_refused_event_fails_at_once_and_stores_nothing(alice):
+    runner = ManualStore()
+    d = Ingestor(Settings(), runner).submit("alice", "no_such_event", {})
+    failure = []
+    d.addErrback(failure.append)
+    assert failure[0].check(IngestError) and not runner.calls
