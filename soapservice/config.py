@@ -121,6 +121,19 @@ def parse_cidrs(raw: str, name: str = "SOAPSERVICE_ALLOWED_TARGET_CIDRS") -> tup
     return cidrs
 
 
+def parse_smtp_url(raw: str, name: str = "SOAPSERVICE_SMTP_URL") -> str:
+    from urllib.parse import urlsplit
+    try:
+        parts = urlsplit(raw.strip())
+        ok = parts.scheme == "smtp" and bool(parts.hostname) and parts.path in ("", "/")
+        parts.port  # noqa: B018 (raises ValueError for a bad port)
+    except ValueError:
+        ok = False
+    if not ok:
+        raise ConfigError(f"{name}={raw!r}: expected smtp://[user:password@]host[:port]")
+    return raw.strip()
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Read the settings from ``env`` (default: ``os.environ``)."""
     env = os.environ if env is None else env
@@ -140,7 +153,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         allow_private_targets=_flag(env, "SOAPSERVICE_ALLOW_PRIVATE_TARGETS"),
         allowed_target_cidrs=parse_cidrs(cidrs),
         ingest_token=env.get("SOAPSERVICE_INGEST_TOKEN") or None,
-        smtp_url=env.get("SOAPSERVICE_SMTP_URL") or None,
+        smtp_url=parse_smtp_url(env["SOAPSERVICE_SMTP_URL"])
+        if (env.get("SOAPSERVICE_SMTP_URL") or "").strip() else None,
         mail_from=env.get("SOAPSERVICE_MAIL_FROM") or Settings.mail_from,
         retention_days=_number(env, "SOAPSERVICE_RETENTION_DAYS",
                                Settings.retention_days, float, 0),

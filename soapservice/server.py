@@ -17,6 +17,7 @@ from soapservice.api import WebhookAPI
 from soapservice.config import Settings
 from soapservice.delivery import DeliveryService
 from soapservice.ingest import Ingestor
+from soapservice.mail import Mailer
 from soapservice.sender import Sender
 from soapservice.store import outbox
 from soapservice.web.accesslog import redacted_log_formatter
@@ -124,8 +125,15 @@ def make_service(settings: Settings, reactor=None, *, web: bool = True
     ingestor = Ingestor(settings, functools.partial(deferToThreadPool, reactor, store_pool))
     top.delivery = None
     reactivate = Reactivate(settings, reactor, pool)
+    top.mailer = None
+    if settings.smtp_url and settings.delivery_enabled:
+        # Before the delivery loop, so it stops after it (a last deactivation still mails).
+        top.mailer = Mailer(settings, reactor,
+                            functools.partial(deferToThreadPool, reactor, pool))
+        top.mailer.setServiceParent(top)
     if settings.delivery_enabled:
-        delivery = make_delivery(settings, reactor, store_pool, dns_pool, api.targets)
+        delivery = make_delivery(settings, reactor, store_pool, dns_pool, api.targets,
+                                 after_deactivate=top.mailer and top.mailer.after_deactivate)
         delivery.setServiceParent(top)
         ingestor.listeners.append(delivery.wake_from_thread)
         api.on_webhook_activated.append(delivery.wake_from_thread)
