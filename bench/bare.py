@@ -61,6 +61,8 @@ def agent(port: int, count: int, concurrency: int, body: str) -> None:
 
 
 def soap() -> None:
+    import soapservice.compat  # noqa: F401  (before Spyne: it needs it on Python 3.12+)
+    # isort: split
     from spyne import Application, ServiceBase, Unicode, rpc
     from spyne.protocol.soap import Soap11
     from spyne.server.wsgi import WsgiApplication
