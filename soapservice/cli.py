@@ -61,26 +61,12 @@ def cmd_serve(args) -> int:
     if not accounts.all_accounts():
         print("no accounts yet: add one with `soapservice account add USER` "
               "(or `make account NAME=name`)", flush=True)
-    reactor.addSystemEventTrigger("before", "shutdown", top.stopService)
-    # SIGTERM and SIGINT: stop taking requests, finish the attempts in flight, give back
-    # every lease, exit 0 (``reactor.stop`` runs the services' stopService first).
-    # A second signal while stopping is ignored (reactor.stop would raise).
-    stopping = []
-
-    def stop_once():
-        if not stopping:
-            stopping.append(True)
-            reactor.stop()
-
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: reactor.callFromThread(stop_once))
     # What startup built lives as long as the process: keep it out of the cyclic GC's
     # full collections. Spyne calls gc.collect() after a request at most once a second;
     # over the startup objects that took a third of the SOAP server's time (py-spy).
     import gc
     gc.freeze()
-    reactor.run(installSignalHandlers=False)
-    return 0
+    return _run_until_signal(reactor, top)
 
 
 def cmd_worker(args) -> int:
@@ -108,10 +94,7 @@ def cmd_worker(args) -> int:
     if settings.database_url.startswith("sqlite"):
         print("note: on SQLite other processes' events are found by the 5 s sweep; "
               "use PostgreSQL for several delivering processes", flush=True)
-    reactor.addSystemEventTrigger("before", "shutdown", top.stopService)
-    signal.signal(signal.SIGTERM, lambda *_: reactor.callFromThread(reactor.stop))
-    reactor.run(installSignalHandlers=False)
-    return 0
+    return _run_until_signal(reactor, top)
 
 
 def _redacted(url: str) -> str:
@@ -122,6 +105,24 @@ def _redacted(url: str) -> str:
         netloc = parts.netloc.replace(":" + parts.password + "@", ":***@")
         return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
     return url
+
+
+def _run_until_signal(reactor, top) -> int:
+    """Run until SIGTERM or SIGINT, then stop cleanly: stop taking requests, finish the
+    attempts in flight, give back every lease (the services' stopService runs before
+    the reactor stops), exit 0. A second signal while stopping changes nothing."""
+    reactor.addSystemEventTrigger("before", "shutdown", top.stopService)
+    stopping = []
+
+    def stop_once():
+        if not stopping:
+            stopping.append(True)
+            reactor.stop()
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: reactor.callFromThread(stop_once))
+    reactor.run(installSignalHandlers=False)
+    return 0
 
 
 def cmd_account(args) -> int:

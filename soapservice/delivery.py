@@ -31,29 +31,40 @@ SWEEP_SEC = 5.0
 # ``serve``) committed, so their events go out promptly, not at the next sweep.
 WATCH_SEC = 0.2
 PURGE_SEC = 3600.0
-_HOST = socket.gethostname()[:40]
 _LIVE_OWNERS: set[str] = set()  # owner ids of the delivery services running in this process
 
 
-def owner_is_dead(owner: str, sqlite: bool, host: str = _HOST, pid: int | None = None,
+def _process_space() -> str:
+    """Where a pid means one process: this host name and PID namespace (two containers
+    may share a host name, each with its own pid 1)."""
+    try:
+        namespace = f"{os.stat('/proc/self/ns/pid').st_ino:x}"
+    except OSError:
+        namespace = "-"
+    return f"{socket.gethostname()[:32]}/{namespace}"
+
+
+_SPACE = _process_space()
+
+
+def owner_is_dead(owner: str, space: str = _SPACE, pid: int | None = None,
                   live: set[str] = _LIVE_OWNERS) -> bool:
     """True only when the process that holds ``owner``'s leases surely is gone.
 
-    An owner on this host is dead when its pid is this process but not one of its running
-    services (a previous life under the same pid, as in a container), or when no process
-    has its pid. An owner on another host cannot be judged (PostgreSQL serving several
-    hosts): its leases run out by themselves. On SQLite in WAL mode every process using
-    the file is on this host, so another host's name means an earlier machine or
-    container that had this file.
+    Owner ids are ``host/pid-namespace:pid:token``. Within this host and PID namespace
+    an owner is dead when no process has its pid (or only a zombie), or when its pid is
+    this very process but not one of its running services (an earlier life under the
+    same pid: a restarted container). An owner elsewhere cannot be judged (another host
+    or container sharing the store): its leases run out by themselves.
     """
     pid = os.getpid() if pid is None else pid
     try:
-        owner_host, owner_pid, _token = owner.rsplit(":", 2)
+        owner_space, owner_pid, _token = owner.rsplit(":", 2)
         owner_pid = int(owner_pid)
     except ValueError:
         return False
-    if owner_host != host:
-        return sqlite
+    if owner_space != space:
+        return False
     if owner_pid == pid:
         return owner not in live
     return not _pid_alive(owner_pid)
@@ -89,9 +100,9 @@ class DeliveryService(service.Service):
         self.rand = rand
         self.on_deactivate = on_deactivate  # in the store transaction (notification)
         self.after_deactivate = after_deactivate  # on the reactor, after commit (mail)
-        # host:pid:token; the token is new at every start, so an owner id never outlives
-        # its process (see :func:`owner_is_dead`). Kept within the column's 64 characters.
-        self.owner = owner or f"{_HOST}:{os.getpid()}:{secrets.token_hex(4)}"
+        # host/pidns:pid:token; the token is new at every start, so an owner id never
+        # outlives its process (see :func:`owner_is_dead`). Fits the 64-character column.
+        self.owner = owner or f"{_SPACE}:{os.getpid()}:{secrets.token_hex(4)}"
         self.lease_sec = settings.delivery_timeout_sec * 2 + 30
         self.in_flight: dict[int, int] = {}  # webhook id -> requests running
         self.sending: dict[int, defer.Deferred] = {}  # delivery id -> attempt
@@ -128,9 +139,7 @@ class DeliveryService(service.Service):
         """Leases of a process that provably died (killed on this host) are due again
         at once, instead of when their lease runs out: a restart after a crash
         continues immediately. A process that may be alive keeps its leases."""
-        sqlite = self.settings.database_url.startswith("sqlite")
-        d = self._store(outbox.release_orphans,
-                        lambda owner: owner_is_dead(owner, sqlite), self.now())
+        d = self._store(outbox.release_orphans, owner_is_dead, self.now())
 
         def report(released):
             for owner, count in released.items():

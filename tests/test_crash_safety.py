@@ -237,18 +237,21 @@ def test_owner_is_dead_only_when_provably_gone():
     me = os.getpid()
     gone = subprocess.Popen([sys.executable, "-c", "pass"])
     gone.wait()
-    live = {f"here:{me}:aaaa"}
-    assert not owner_is_dead(f"here:{me}:aaaa", False, host="here", live=live)
+    live = {f"here/1:{me}:aaaa"}
+
+    def dead(owner):
+        return owner_is_dead(owner, space="here/1", live=live)
+    assert not dead(f"here/1:{me}:aaaa")
     # Same pid, another token: an earlier life of this pid (a restarted container).
-    assert owner_is_dead(f"here:{me}:bbbb", False, host="here", live=live)
-    assert owner_is_dead(f"here:{gone.pid}:cccc", False, host="here", live=live)
-    assert not owner_is_dead(f"here:{os.getppid()}:dddd", False, host="here", live=live)
-    # Another host: alive as far as we can tell on PostgreSQL; on SQLite (WAL: one
-    # host only) it was an earlier machine or container.
-    assert not owner_is_dead(f"there:{gone.pid}:eeee", False, host="here", live=live)
-    assert owner_is_dead(f"there:{gone.pid}:eeee", True, host="here", live=live)
-    for odd in ("", "no-colons", "here:notapid:x", "here:0:x", "here:-1:x"):
-        assert not owner_is_dead(odd, False, host="here", live=live), odd
+    assert dead(f"here/1:{me}:bbbb")
+    assert dead(f"here/1:{gone.pid}:cccc")
+    assert not dead(f"here/1:{os.getppid()}:dddd")
+    # Another host, or another PID namespace on this one (a container sharing the
+    # store): its pids mean other processes, so it is never judged.
+    assert not dead(f"there/1:{gone.pid}:eeee")
+    assert not dead(f"here/2:{gone.pid}:eeee") and not dead(f"here/2:{me}:ffff")
+    for odd in ("", "no-colons", "here/1:notapid:x", "here/1:0:x", "here/1:-1:x"):
+        assert not dead(odd), odd
 
 
 def test_release_orphans_frees_only_the_dead_owners_leases(tmp_path):
