@@ -9,7 +9,7 @@ import re
 import requests
 import zeep
 
-from tests.browser import PHONE, screenshot, wait_for
+from tests.browser import PHONE, console_errors, screenshot, wait_for
 from tests.conftest import PASSWORD, soapservice
 from tests.receiver import Receiver
 
@@ -54,7 +54,7 @@ class Scene:
         wait_for(lambda: not self.hook(webhook_id).active, timeout=30,
                  message=f"webhook {webhook_id} to be deactivated")
         self.emit(event, then, start=n)
-        wait_for(lambda: self.hook(webhook_id).bufferedEvents == n + then,
+        wait_for(lambda: self.hook(webhook_id).bufferedEvents == n + then, timeout=30,
                  message="the new events to be buffered")
         return self.link(webhook_id)
 
@@ -64,7 +64,8 @@ class Scene:
             out = soapservice("notifications", env=self.server.env).stdout
             links = re.findall(rf"webhook {webhook_id} .*?reactivate: (\S+)", out, re.S)
             return links if len(links) >= count else None
-        links = wait_for(found, message=f"the notification of webhook {webhook_id}")
+        links = wait_for(found, timeout=30,
+                         message=f"the notification of webhook {webhook_id}")
         assert links[0].startswith(self.server.url + "/reactivate/")
         return links[0]
 
@@ -115,6 +116,7 @@ def test_link_reactivates_with_and_without_the_buffered_events(make_server, brow
         assert replay_button.text == "Reactivate and send the 3 buffered events"
         assert by_id(browser, "discard").text == "Reactivate without them"
         screenshot(browser, "reactivate-page")
+        assert console_errors(browser) == []  # nothing blocked by the CSP, no 404s
         # Opening the page (twice) changed nothing.
         browser.refresh()
         hook = scene.hook(sub_id)
@@ -311,5 +313,34 @@ def test_expired_link(make_server):
         assert_clear_page(session.post(link, data={"replay": "1"},
                                        headers={"origin": scene.server.url}), 410, "expired")
         assert not scene.hook(scene.hooks[SUBSCRIBE]).active
+    finally:
+        scene.close()
+
+
+def test_two_clicks_at_once_act_once(make_server):
+    scene = Scene(make_server)
+    try:
+        link = scene.deactivate(SUBSCRIBE, n=2, then=0)
+        session = requests.Session()
+        field = form_of(session, link)
+        from concurrent.futures import ThreadPoolExecutor
+
+        def post(replay):
+            return session.post(link, data={"form": field, "replay": replay},
+                                headers={"origin": scene.server.url}, timeout=30)
+
+        scene.receiver.start()  # back up, so a replay is delivered at once
+        with ThreadPoolExecutor(4) as pool:
+            answers = list(pool.map(post, ["1", "0", "1", "0"]))
+        codes = sorted(a.status_code for a in answers)
+        assert codes == [200, 410, 410, 410], codes
+        [done] = [a for a in answers if a.status_code == 200]
+        hook = scene.hook(scene.hooks[SUBSCRIBE])
+        assert hook.active
+        if "being sent now" in done.text:  # the replay won: both events arrive once
+            scene.receiver.wait_for(lambda: len(scene.receiver.delivered()) == 2,
+                                    what="the replayed events")
+        else:
+            assert "2 buffered events were discarded" in done.text
     finally:
         scene.close()
