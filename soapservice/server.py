@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import threading
 
 from twisted.application import internet, service
 from twisted.internet import defer
@@ -32,10 +33,16 @@ log = logging.getLogger(__name__)
 
 
 class ThreadPoolService(service.Service):
-    """A thread pool started and stopped with the application."""
+    """A thread pool started and stopped with the application.
 
-    def __init__(self, pool: ThreadPool):
+    Stopping joins the workers from another thread, never the reactor's: a WSGI worker
+    writing its answer waits for the reactor thread (``blockingCallFromThread``), so
+    joining it there hangs the process on SIGTERM while a call is in flight.
+    """
+
+    def __init__(self, pool: ThreadPool, reactor=None):
         self.pool = pool
+        self.reactor = reactor
 
     def startService(self):
         super().startService()
@@ -43,7 +50,19 @@ class ThreadPoolService(service.Service):
 
     def stopService(self):
         super().stopService()
-        self.pool.stop()
+        reactor = self.reactor
+        if reactor is None:
+            from twisted.internet import reactor
+        stopped = defer.Deferred()
+
+        def stop():
+            try:
+                self.pool.stop()
+            finally:
+                reactor.callFromThread(stopped.callback, None)
+
+        threading.Thread(target=stop, name=f"stop-{self.pool.name}", daemon=True).start()
+        return stopped
 
 
 class ListenerService(service.Service):
@@ -120,7 +139,7 @@ def make_service(settings: Settings, reactor=None, *, web: bool = True
     store_pool = ThreadPool(minthreads=1, maxthreads=1, name="soapservice-store")
     dns_pool = ThreadPool(minthreads=0, maxthreads=4, name="soapservice-dns")
     for p in (pool, store_pool, dns_pool):
-        ThreadPoolService(p).setServiceParent(top)
+        ThreadPoolService(p, reactor).setServiceParent(top)
     api = WebhookAPI(settings)
     ingestor = Ingestor(settings, functools.partial(deferToThreadPool, reactor, store_pool))
     top.delivery = None
