@@ -29,7 +29,11 @@ def encode(data) -> str:
                           allow_nan=False)
     except (TypeError, ValueError) as exc:
         raise IngestError(f"event data is not valid JSON: {exc}") from None
-    if len(body.encode("utf-8")) > MAX_EVENT_BYTES:
+    try:
+        size = len(body.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise IngestError("event data is not valid UTF-8 (a lone surrogate)") from None
+    if size > MAX_EVENT_BYTES:
         raise IngestError(f"event data is larger than {MAX_EVENT_BYTES} bytes")
     return body
 
@@ -38,6 +42,10 @@ def prepare(account: str, event: str, data) -> tuple[str, str, str, str | None]:
     """Check and encode one event: (account, event, body, subscriber) for the store."""
     if not isinstance(account, str) or not account:
         raise IngestError("account is required")
+    try:
+        account.encode("utf-8")
+    except UnicodeEncodeError:
+        raise IngestError("account is not valid UTF-8") from None
     if event not in EVENTS:
         raise IngestError(f"unknown event {event!r}; supported: {', '.join(EVENTS)}")
     return account, event, encode(data), policy.subscriber_of(data)

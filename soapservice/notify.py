@@ -54,6 +54,7 @@ def read_token(key: bytes, token: str, now: float) -> tuple[int, int]:
             raise TokenError("the link is not valid")
         webhook_id, deactivation, expires_at = json.loads(_unb64(payload))
         webhook_id, deactivation = int(webhook_id), int(deactivation)
+        expires_at = float(expires_at)
     except TokenError:
         raise
     except (ValueError, TypeError):

@@ -348,17 +348,11 @@ def post_event(srv, body: bytes):
         conn.close()
 
 
-# Known bugs in the delivery engine's files (web/events.py, ingest.py), reported to
-# their owner; strict, so the marker has to go once they are fixed.
-@pytest.mark.xfail(strict=True, reason="POST /events: json.loads RecursionError escapes "
-                   "render_POST -> bare HTTP 500 'Processing Failed'")
 def test_ingest_deeply_nested_body_is_a_400(server):
     status, answer = post_event(server, b"[" * 100_000 + b"]" * 100_000)
     assert status == 400, (status, answer[:200])
 
 
-@pytest.mark.xfail(strict=True, reason="ingest: a lone surrogate fails in the store "
-                   "(UnicodeEncodeError) and is answered 503 'try again' + a traceback")
 @pytest.mark.parametrize("message", [
     '{"account": "\\ud800", "event": "optin_finalized", "data": {}}',
     '{"account": "alice", "event": "optin_finalized", "data": {"a": "\\ud800"}}',

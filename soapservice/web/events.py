@@ -43,8 +43,9 @@ class Events(resource.Resource):
                 raise ValueError("expected a JSON object")
             account, event, data = message.get("account"), message.get("event"), \
                 message.get("data")
-        except ValueError as exc:
-            return _answer(request, 400, {"error": f"body is not JSON: {exc}"})
+        except (ValueError, RecursionError) as exc:
+            reason = "nested too deeply" if isinstance(exc, RecursionError) else exc
+            return _answer(request, 400, {"error": f"body is not JSON: {reason}"})
         d = self.ingestor.submit(account, event, data)  # 202 after its group commit
 
         def stored(result):
