@@ -89,13 +89,31 @@ class SequentialMultiService(service.MultiService):
     @defer.inlineCallbacks
     def stopService(self):
         service.Service.stopService(self)
+        if getattr(self, "site", None) is not None:
+            self.site.draining = True  # keep-alive connections outlive the listening port
         for child in reversed(list(self)):
             yield defer.maybeDeferred(child.stopService)
 
 
+class DrainingSite(server.Site):
+    """A site that, once stopping, takes no new request on connections still open
+    (keep-alive clients): 503 with ``Connection: close``, while attempts in flight end."""
+
+    draining = False
+
+    def getResourceFor(self, request):
+        if self.draining:
+            request.channel.persistent = False
+            request.setHeader(b"connection", b"close")
+            request.setHeader(b"retry-after", b"10")
+            from twisted.web.resource import ErrorPage
+            return ErrorPage(503, "Service Unavailable", "shutting down; try again")
+        return super().getResourceFor(request)
+
+
 def make_site(settings: Settings, reactor, pool, api: WebhookAPI, extra=None) -> server.Site:
-    site = server.Site(build_root(api, settings, reactor, pool, extra),
-                       logFormatter=redacted_log_formatter)
+    site = DrainingSite(build_root(api, settings, reactor, pool, extra),
+                        logFormatter=redacted_log_formatter)
     site.requestFactory = limited_request_factory(settings.max_body_bytes)
     site.displayTracebacks = False
     return site

@@ -173,6 +173,8 @@ def test_sigterm_finishes_the_attempt_in_flight_and_releases_every_lease(make_se
             assert post_event(srv, {"subscriber_id": subscriber, "n": n}).status_code == 202
         # 1 and 2 are in flight (held by the receiver); 3 waits behind 1 (same subscriber).
         receiver.wait_for(lambda: sorted(entered) == [1, 2], what="two attempts in flight")
+        keep_alive = requests.Session()  # a client whose connection stays open
+        assert keep_alive.get(srv.url + "/healthz", timeout=5).status_code == 200
         srv.proc.send_signal(signal.SIGTERM)
         deadline = time.monotonic() + 10
         while True:  # the listening port closes: no new request is taken
@@ -182,6 +184,9 @@ def test_sigterm_finishes_the_attempt_in_flight_and_releases_every_lease(make_se
                 break
             assert time.monotonic() < deadline, "still taking requests after SIGTERM"
             time.sleep(0.05)
+        # ... nor on a connection that was open before: 503, and the connection closes.
+        refused = post_event(srv, {"subscriber_id": "c", "n": 98}, keep_alive)
+        assert refused.status_code == 503 and refused.headers["connection"] == "close"
         srv.proc.send_signal(signal.SIGTERM)  # an impatient second signal changes nothing
         assert srv.proc.poll() is None, "exited before the attempts in flight finished"
         release.set()
@@ -193,6 +198,7 @@ def test_sigterm_finishes_the_attempt_in_flight_and_releases_every_lease(make_se
         states = {json.loads(body)["n"]: state for body, state in states.items()}
         assert states[1] == DELIVERED and states[2] == DELIVERED  # recorded before exit
         assert states[3] == PENDING
+        assert 98 not in states
         assert query(srv, "SELECT COUNT(*) FROM delivery WHERE lease_owner IS NOT NULL "
                           "OR lease_token IS NOT NULL")[0][0] == 0
         assert integrity(srv) == "ok"
