@@ -282,3 +282,59 @@ def test_release_orphans_frees_only_the_dead_owners_leases(tmp_path):
     assert [c.delivery_id for c in outbox.claim_due("new:3:cc", 120.0, 50, 10, {}, 8)] == [
         d.id for d in Delivery.select().where(Delivery.lease_owner == "new:3:cc")]
     assert Delivery.select().where(Delivery.lease_owner == "live:2:bb").count() == 2
+
+
+@pytest.mark.parametrize("owner_alive", [False, True])
+def test_startup_takes_back_a_dead_owners_lease_at_once(tmp_path, owner_alive):
+    """On a task.Clock: a lease of a dead process on this host is sent at startup; one
+    that may be alive (another host) waits until it expires."""
+    import subprocess
+    import sys
+
+    from twisted.internet import defer, task
+
+    from soapservice import auth, delivery, store
+    from soapservice.config import Settings
+    from soapservice.ingest import emit
+    from soapservice.sender import AttemptResult
+    from soapservice.store import accounts, outbox, webhooks
+
+    store.open_store(f"sqlite:///{tmp_path / 'start.db'}")
+    account = accounts.add("alice", auth.hash_password("pw", n=2**4))
+    webhooks.create(account.id, "crm", "optin_finalized", "http://r/", "whsec_" + "A" * 32,
+                    100)
+    clock = task.Clock()
+    clock.advance(1_000_000)
+    emit("alice", "optin_finalized", {"subscriber_id": 1}, window_sec=86400,
+         now=clock.seconds())
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    owner = (f"elsewhere/1:{gone.pid}:aaaa" if owner_alive
+             else f"{delivery._SPACE}:{gone.pid}:aaaa")
+    settings = Settings(delivery_timeout_sec=10)
+    [claim] = outbox.claim_due(owner, clock.seconds(), 50, 10, {}, 8)
+
+    class Sender:
+        sent = []
+
+        def send(self, url, headers, body):
+            self.sent.append(json.loads(body))
+            return defer.succeed(AttemptResult(200, None, 1.0))
+
+        def close(self):
+            return defer.succeed(None)
+
+    sender = Sender()
+    service = delivery.DeliveryService(settings, sender,
+                                       lambda fn, *a: defer.maybeDeferred(fn, *a), clock)
+    service.startService()
+    clock.advance(0)
+    try:
+        if owner_alive:
+            assert sender.sent == []
+            clock.advance(50)  # the lease runs out
+            for _ in range(5):
+                clock.advance(0)
+        assert sender.sent == [{"subscriber_id": 1}]
+    finally:
+        service.stopService()
