@@ -169,6 +169,8 @@ def _due_candidates(now: float, limit: int, per_webhook: int):
     from the (webhook, state, next_at, seq) index: the cost grows with the number of
     webhooks, not with the backlog (ranking every due row with a window function cost
     ~60 ms per claim at 20,000 due rows)."""
+    if is_postgres():
+        return _due_candidates_lateral(now, limit, per_webhook)
     first = Delivery.alias("first")
     earlier = Delivery.alias("earlier")
     blocked = earlier.select(SQL("1")).where(
@@ -190,6 +192,30 @@ def _due_candidates(now: float, limit: int, per_webhook: int):
              .tuples())
     return [policy.Candidate(d_id, hook_id, attempts, failures > 0)
             for d_id, hook_id, attempts, failures in query]
+
+
+# PostgreSQL runs the correlated subquery above once per (webhook, delivery) pair (2.4 s
+# at 4,500 due rows); LATERAL states the same query as "per webhook, its first rows"
+# and takes well under a millisecond.
+_LATERAL_CANDIDATES = """
+SELECT d.id, d.webhook_id, d.attempts, w.failure_count
+FROM webhook w CROSS JOIN LATERAL (
+    SELECT f.id, f.webhook_id, f.attempts, f.next_at, f.seq FROM delivery f
+    WHERE f.webhook_id = w.id AND f.state = %(pending)s AND f.next_at <= %(now)s
+      AND (w.failure_count = 0 OR f.attempts > 0)
+      AND NOT EXISTS (SELECT 1 FROM delivery e WHERE e.order_key = f.order_key
+                      AND e.state = %(pending)s AND e.seq < f.seq)
+    ORDER BY f.next_at, f.seq LIMIT %(per_webhook)s) d
+WHERE w.active
+ORDER BY d.next_at, d.seq LIMIT %(limit)s
+"""
+
+
+def _due_candidates_lateral(now: float, limit: int, per_webhook: int):
+    cursor = Delivery._meta.database.execute_sql(_LATERAL_CANDIDATES, {
+        "pending": PENDING, "now": now, "per_webhook": per_webhook, "limit": limit})
+    return [policy.Candidate(d_id, hook_id, attempts, failures > 0)
+            for d_id, hook_id, attempts, failures in cursor.fetchall()]
 
 
 def claim_due(owner: str, now: float, lease_sec: float, capacity: int,
