@@ -54,7 +54,8 @@ class Sizes:
     old_buffered: int = 100_000  # backlog: rows buffered for inactive webhooks
     soap_clients: int = 16
     ingest_clients: int = 16
-    load_seconds: float = 3.0
+    load_seconds: float = 2.0
+    load_rounds: int = 5  # soap and ingest: short rounds, alternating who goes first
     latency_events: int = 200
     isolation_events: int = 100
     isolation_interval: float = 0.02
@@ -63,7 +64,7 @@ class Sizes:
 
 
 QUICK = Sizes(rounds=1, deliveries=200, webhooks=4, old_delivered=2000, old_buffered=200,
-              soap_clients=4, ingest_clients=4, load_seconds=0.5, latency_events=10,
+              soap_clients=4, ingest_clients=4, load_seconds=0.5, load_rounds=1, latency_events=10,
               isolation_events=10, isolation_interval=0.01, replay_events=200,
               replay_webhooks=2)
 
@@ -236,27 +237,39 @@ def seed_deliveries(path: Path, webhook_ids: list[int], events: int, *, state: i
                 con.execute("DROP INDEX " + sql.split(" ON ")[0].split()[-1])
         account_id = con.execute("SELECT id FROM account WHERE username='alice'").fetchone()[0]
         start = (con.execute("SELECT COALESCE(MAX(id), 0) FROM event").fetchone()[0]) + 1
-        chunk = 20_000
-        for low in range(0, events, chunk):
-            ids = range(start + low, start + min(events, low + chunk))
-            con.executemany(
-                "INSERT INTO event (id, account_id, name, body, subscriber, created_at) "
-                "VALUES (?, ?, ?, ?, NULL, ?)",
-                ((i, account_id, EVENT, BODY.replace("{k}", str(first_k + i - start)),
-                  created) for i in ids))
-            con.executemany(
-                "INSERT INTO delivery (event_id, webhook_id, order_key, seq, state, "
-                "attempts, next_at, created_at, delivered_at) "
-                "VALUES (?, ?, NULL, ?, ?, ?, ?, ?, ?)",
-                ((i, w, i, state, 1 if state == 2 else 0, created, created, delivered_at)
-                 for i in ids for w in webhook_ids))
-            con.commit()
+        # Generated inside SQLite (a recursive CTE): no Python loop per row.
+        head, tail = BODY.split("{k}")
+        con.execute(
+            "WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < ?) "
+            "INSERT INTO event (id, account_id, name, body, subscriber, created_at) "
+            "SELECT ? + i, ?, ?, ? || (? + i) || ?, NULL, ? FROM n",
+            (events - 1, start, account_id, EVENT, head, first_k, tail, created))
+        con.execute("CREATE TEMP TABLE hooks (id INTEGER)")
+        con.executemany("INSERT INTO hooks VALUES (?)", [(w,) for w in webhook_ids])
+        con.execute(
+            "INSERT INTO delivery (event_id, webhook_id, order_key, seq, state, attempts, "
+            "next_at, created_at, delivered_at) "
+            "SELECT e.id, h.id, NULL, e.id, ?, ?, ?, ?, ? FROM event AS e, hooks AS h "
+            "WHERE e.id >= ? ORDER BY e.id, h.id",
+            (state, 1 if state == 2 else 0, created, created, delivered_at, start))
+        con.execute("DROP TABLE hooks")
+        con.commit()
         if rebuild:
             for (sql,) in indexes:
                 con.execute(sql)
             con.commit()
     finally:
         con.close()
+
+
+def alternate(n: int, ours_job: dict, bare_job: dict) -> tuple[dict, dict]:
+    """Run both loads one after the other, soapservice first in even rounds and the
+    bare baseline first in odd ones (load from the neighbours drifts)."""
+    if n % 2:
+        base = run_json(["bench.loadgen"], bare_job)
+        return run_json(["bench.loadgen"], ours_job), base
+    ours = run_json(["bench.loadgen"], ours_job)
+    return ours, run_json(["bench.loadgen"], bare_job)
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -384,9 +397,8 @@ class Bench:
             ours_job = dict(job, port=server.port, body=soap_envelope("GetWebHooks", ""))
             from bench.bare import SOAP_NOOP
             bare_job = dict(job, port=bare_port, body=SOAP_NOOP.format(password=PASSWORD))
-            for n in range(s.rounds):
-                ours = run_json(["bench.loadgen"], ours_job)
-                base = run_json(["bench.loadgen"], bare_job)
+            for n in range(s.load_rounds):
+                ours, base = alternate(n, ours_job, bare_job)
                 ours_rates.append(ours["rate"])
                 bare_rates.append(base["rate"])
                 log(f"soap round {n + 1}: soapservice {ours['rate']:.0f}/s "
@@ -403,7 +415,8 @@ class Bench:
             "one no-op operation Noop(username, password) -> 'OK', in a WsgiApplication "
             "behind twisted.web's WSGIResource with a 2..16 thread pool (as soapservice "
             f"serves /soap). Both driven by bench.loadgen: {s.soap_clients} keep-alive "
-            f"clients posting a ready-made envelope for {s.load_seconds} s per round; "
+            f"clients posting a ready-made envelope for {s.load_seconds} s per round, "
+            f"{s.load_rounds} rounds, alternating which goes first; "
             "soapservice answers GetWebHooks for an account with 5 webhooks (credential "
             "cache warm).")
 
@@ -423,9 +436,9 @@ class Bench:
                    "body": json.dumps({"account": "alice", "event": EVENT,
                                        "data": json.loads(BODY.replace("{k}", "0"))}
                                       ).replace('"k": 0', '"k": {k}')}
-            for n in range(s.rounds):
-                ours = run_json(["bench.loadgen"], dict(job, port=server.port))
-                base = run_json(["bench.loadgen"], dict(job, port=bare_port))
+            for n in range(s.load_rounds):
+                ours, base = alternate(n, dict(job, port=server.port),
+                                       dict(job, port=bare_port))
                 ours_rates.append(ours["rate"])
                 bare_rates.append(base["rate"])
                 log(f"ingest round {n + 1}: soapservice {ours['rate']:.0f}/s "
@@ -440,7 +453,8 @@ class Bench:
         self.baselines["ingest"] = (
             "python -m bench.bare ingest: a twisted.web resource that reads and parses the "
             "JSON body and answers 202, storing nothing. Both driven by bench.loadgen: "
-            f"{s.ingest_clients} keep-alive clients for {s.load_seconds} s per round; "
+            f"{s.ingest_clients} keep-alive clients for {s.load_seconds} s per round, "
+            f"{s.load_rounds} rounds, alternating which goes first; "
             "soapservice (--no-delivery) commits each event and its one delivery row "
             "before answering 202.")
 

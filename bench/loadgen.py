@@ -90,6 +90,15 @@ async def receiver_count(port: int) -> int:
     return json.loads(data.split(b"\r\n\r\n", 1)[1])["count"]
 
 
+async def receiver_wait(port: int, count: int) -> None:
+    """Until the receiver holds ``count`` requests (it answers when they arrived)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(f"GET /wait?count={count} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                 "Connection: close\r\n\r\n".encode())
+    await reader.read()
+    writer.close()
+
+
 async def sequence(job) -> dict:
     reader, writer = await asyncio.open_connection("127.0.0.1", job["port"])
     returned, statuses = [], {}
@@ -100,11 +109,10 @@ async def sequence(job) -> dict:
         returned.append(time.time())
         statuses[status] = statuses.get(status, 0) + 1
         if job.get("wait_receiver"):
-            deadline = time.monotonic() + 30
-            while await receiver_count(job["wait_receiver"]) < base + k + 1:
-                if time.monotonic() > deadline:
-                    raise SystemExit(f"delivery of event {k} did not arrive within 30 s")
-                await asyncio.sleep(0.001)
+            try:
+                await asyncio.wait_for(receiver_wait(job["wait_receiver"], base + k + 1), 30)
+            except TimeoutError:
+                raise SystemExit(f"delivery of event {k} did not arrive within 30 s") from None
         if job.get("interval"):
             await asyncio.sleep(job["interval"])
     writer.close()

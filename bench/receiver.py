@@ -5,7 +5,8 @@ path and the event's ``k`` (a number the load puts in each event's data), so bot
 bare loop and soapservice are timed by the same clock at the same place. Paths under
 ``/hang/`` are held open forever (a URL that never answers). Control, as JSON:
 ``GET /stats`` (count, first and last arrival), ``GET /arrivals`` (the records),
-``POST /reset``. Prints its port on the first line of stdout.
+``GET /wait?count=N`` (answers once N requests arrived: no polling), ``POST /reset``.
+Prints its port on the first line of stdout.
 
     python -m bench.receiver
 """
@@ -25,6 +26,16 @@ def main():
     from twisted.web import resource, server
 
     state = {"count": 0, "first": None, "last": None, "arrivals": [], "hanging": []}
+    waiting: list = []  # (count, request): GET /wait?count=N answered once N arrived
+
+    def answer_waiting():
+        for item in list(waiting):
+            count, request = item
+            if state["count"] >= count:
+                waiting.remove(item)
+                if not request._disconnected:
+                    request.write(b"{}")
+                    request.finish()
 
     class Receiver(resource.Resource):
         isLeaf = True
@@ -46,10 +57,16 @@ def main():
             state["last"] = now
             state["arrivals"].append((now, path.decode(), int(match.group(1)) if match
                                       else None))
+            if waiting:
+                answer_waiting()
             return b"ok"
 
         def render_GET(self, request):
             request.setHeader(b"content-type", b"application/json")
+            if request.path == b"/wait":
+                waiting.append((int(request.args[b"count"][0]), request))
+                answer_waiting()
+                return server.NOT_DONE_YET
             if request.path == b"/arrivals":
                 return json.dumps(state["arrivals"]).encode()
             return json.dumps({k: state[k] for k in ("count", "first", "last")}).encode()

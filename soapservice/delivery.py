@@ -231,6 +231,11 @@ class DeliveryService(service.Service):
             log.exception("delivery loop: claiming failed; retrying at the next sweep")
         finally:
             self._claiming = False
+            if self._again and not self.stopping:
+                # Woken while the last claim or _schedule_next ran (an event stored
+                # meanwhile): look again now, not at the next sweep (a 5 s p99 in
+                # the latency benchmark).
+                self.wake()
 
     @defer.inlineCallbacks
     def _schedule_next(self):

@@ -159,6 +159,13 @@ def store_events(events: Sequence[tuple[str, str, str, str | None]], now: float,
     return results
 
 
+def _by_id_only(state: int):
+    """``state = ?`` written so that no index can serve it (``state + 0``), beside an
+    ``id IN (...)`` list: else SQLite walks the (state, next_at) index over every
+    pending row (11 ms per query at 20,000 pending) instead of looking the ids up."""
+    return (Delivery.state + 0) == state
+
+
 # -- claims -----------------------------------------------------------------------------
 def _due_candidates(now: float, limit: int, per_webhook: int):
     """Due deliveries that may start: first in line for their ordering key, not held
@@ -240,7 +247,7 @@ def claim_due(owner: str, now: float, lease_sec: float, capacity: int,
         # Lock them (skipping rows an outcome is being written for); the update below
         # still checks that each is due.
         held = dict(_locked(Delivery.select(Delivery.id, Delivery.lease_token).where(
-            Delivery.id.in_([c.delivery_id for c in chosen]) & (Delivery.state == PENDING)
+            Delivery.id.in_([c.delivery_id for c in chosen]) & _by_id_only(PENDING)
             & (Delivery.next_at <= now)).order_by(Delivery.id), skip_locked=True).tuples())
         if not held:
             return []
@@ -251,7 +258,7 @@ def claim_due(owner: str, now: float, lease_sec: float, capacity: int,
                 hook(takeovers)
         Delivery.update(lease_owner=owner, lease_token=token,
                         lease_until=now + lease_sec, next_at=now + lease_sec).where(
-            Delivery.id.in_(ids) & (Delivery.state == PENDING)
+            Delivery.id.in_(ids) & _by_id_only(PENDING)
             & (Delivery.next_at <= now)).execute()
         rows = (Delivery
                 .select(Delivery.id, Delivery.webhook.alias("webhook_id"),
@@ -340,7 +347,7 @@ def record_outcomes(outcomes: Sequence[Outcome], now: float, schedule: Sequence[
         list(_locked(Webhook.select(Webhook.id).where(
             Webhook.id.in_(sorted({o.webhook_id for o in outcomes}))).order_by(Webhook.id)))
         held = dict(_locked(Delivery.select(Delivery.id, Delivery.lease_token).where(
-            Delivery.id.in_(ids) & (Delivery.state == PENDING)).order_by(Delivery.id)).tuples())
+            Delivery.id.in_(ids) & _by_id_only(PENDING)).order_by(Delivery.id)).tuples())
         live = [o for o in outcomes if held.get(o.delivery_id) == o.token]
         Attempt.insert_many([{
             "delivery_id": o.delivery_id, "webhook_id": o.webhook_id, "at": now,
@@ -384,8 +391,13 @@ def record_outcomes(outcomes: Sequence[Outcome], now: float, schedule: Sequence[
                                 lease_until=None,
                                 next_at=now + policy.retry_delay(failed, schedule, rand)
                                 ).where(Delivery.id == outcome.delivery_id).execute()
+        # One UPDATE per distinct set of changes, not per webhook: in a batch of
+        # successes every webhook gets the same two values.
+        groups: dict[tuple, list[int]] = {}
         for hook_id, changes in touched.items():
-            Webhook.update(**changes).where(Webhook.id == hook_id).execute()
+            groups.setdefault(tuple(sorted(changes.items())), []).append(hook_id)
+        for changes, hook_ids in groups.items():
+            Webhook.update(**dict(changes)).where(Webhook.id.in_(hook_ids)).execute()
     return deactivated
 
 
