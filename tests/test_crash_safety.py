@@ -260,11 +260,11 @@ def test_owner_is_dead_only_when_provably_gone():
         assert not dead(odd), odd
 
 
-def test_release_orphans_frees_only_the_dead_owners_leases(tmp_path):
+def test_release_orphans_frees_only_the_dead_owners_leases(store_url):
     from soapservice import auth, store
     from soapservice.models import Delivery
     from soapservice.store import accounts, outbox, webhooks
-    store.open_store(f"sqlite:///{tmp_path / 'o.db'}")
+    store.open_store(store_url)
     account = accounts.add("alice", auth.hash_password("pw", n=2**4))
     webhooks.create(account.id, "crm", "optin_finalized", "http://r/", "whsec_" + "A" * 32,
                     100)
@@ -285,7 +285,7 @@ def test_release_orphans_frees_only_the_dead_owners_leases(tmp_path):
 
 
 @pytest.mark.parametrize("owner_alive", [False, True])
-def test_startup_takes_back_a_dead_owners_lease_at_once(tmp_path, owner_alive):
+def test_startup_takes_back_a_dead_owners_lease_at_once(store_url, owner_alive):
     """On a task.Clock: a lease of a dead process on this host is sent at startup; one
     that may be alive (another host) waits until it expires."""
     import subprocess
@@ -299,7 +299,7 @@ def test_startup_takes_back_a_dead_owners_lease_at_once(tmp_path, owner_alive):
     from soapservice.sender import AttemptResult
     from soapservice.store import accounts, outbox, webhooks
 
-    store.open_store(f"sqlite:///{tmp_path / 'start.db'}")
+    store.open_store(store_url)
     account = accounts.add("alice", auth.hash_password("pw", n=2**4))
     webhooks.create(account.id, "crm", "optin_finalized", "http://r/", "whsec_" + "A" * 32,
                     100)
