@@ -115,24 +115,17 @@ def store_events(events: Sequence[tuple[str, str, str, str | None]], now: float,
         if is_postgres():
             advisory_lock(INGEST_LOCK)
         accounts: dict[str, Account | None] = {}
-        hooks_of: dict[tuple[int, str], list] = {}
-        due = False
-        for account_name, event, body, subscriber in events:
+        for account_name, _event, _body, _subscriber in events:
             if account_name not in accounts:
                 accounts[account_name] = Account.get_or_none(Account.username == account_name)
+        hooks_of = _webhooks_of({(accounts[name].id, event) for name, event, _b, _s in events
+                                 if accounts[name] is not None})
+        due = False
+        for account_name, event, body, subscriber in events:
             account = accounts[account_name]
             if account is None:
                 results.append(UnknownAccount(account_name))
                 continue
-            if (account.id, event) not in hooks_of:
-                # FOR SHARE: a concurrent deactivation or activation commits first and
-                # is seen (else a delivery could be buffered for a webhook just
-                # reactivated).
-                hooks_of[account.id, event] = list(_locked(
-                    Webhook.select(Webhook.id, Webhook.url, Webhook.active,
-                                   Webhook.deactivated_at).where(
-                        Webhook.account == account.id, Webhook.event == event)
-                    .order_by(Webhook.id), "FOR SHARE"))
             event_id = Event.insert(account=account.id, name=event, body=body,
                                     subscriber=subscriber, created_at=now).execute()
             rows, dropped = [], []
@@ -157,6 +150,26 @@ def store_events(events: Sequence[tuple[str, str, str, str | None]], now: float,
         if due:
             notify_due()
     return results
+
+
+def _webhooks_of(pairs: set[tuple[int, str]]) -> dict[tuple[int, str], list[Webhook]]:
+    """The webhooks of each (account id, event), read in one statement. On PostgreSQL
+    they are locked FOR SHARE, in id order like every webhook lock (no deadlock with an
+    outcome transaction): a concurrent deactivation or activation commits first and is
+    seen (else a delivery could be buffered for a webhook just reactivated)."""
+    hooks_of: dict[tuple[int, str], list[Webhook]] = {pair: [] for pair in pairs}
+    if not pairs:
+        return hooks_of
+    cond = None
+    for account_id, event in sorted(pairs):
+        term = (Webhook.account == account_id) & (Webhook.event == event)
+        cond = term if cond is None else (cond | term)
+    query = (Webhook.select(Webhook.id, Webhook.account, Webhook.event, Webhook.url,
+                            Webhook.active, Webhook.deactivated_at)
+             .where(cond).order_by(Webhook.id))
+    for hook in _locked(query, "FOR SHARE"):
+        hooks_of[hook.account_id, hook.event].append(hook)
+    return hooks_of
 
 
 def _by_id_only(state: int):
@@ -343,9 +356,12 @@ def record_outcomes(outcomes: Sequence[Outcome], now: float, schedule: Sequence[
     deactivated: list[Deactivation] = []
     with write_transaction():
         ids = [o.delivery_id for o in outcomes]
-        # Lock order: webhooks, then deliveries (as in activation and deletion).
+        # Lock order: webhooks (in id order), then deliveries, as everywhere. NO KEY
+        # UPDATE: what the webhook update takes anyway; it does not wait for the key
+        # share that inserting a delivery puts on its webhook.
         list(_locked(Webhook.select(Webhook.id).where(
-            Webhook.id.in_(sorted({o.webhook_id for o in outcomes}))).order_by(Webhook.id)))
+            Webhook.id.in_(sorted({o.webhook_id for o in outcomes}))).order_by(Webhook.id),
+            "FOR NO KEY UPDATE"))
         held = dict(_locked(Delivery.select(Delivery.id, Delivery.lease_token).where(
             Delivery.id.in_(ids) & _by_id_only(PENDING)).order_by(Delivery.id)).tuples())
         live = [o for o in outcomes if held.get(o.delivery_id) == o.token]

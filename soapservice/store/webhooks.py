@@ -18,7 +18,8 @@ def create(account_id: int, app: str, event: str, url: str, secret: str,
            limit: int) -> Webhook:
     with write_transaction():
         if is_postgres():  # two creates at once must not both pass the limit
-            list(Account.select(Account.id).where(Account.id == account_id).for_update())
+            list(Account.select(Account.id).where(Account.id == account_id)
+                 .for_update("FOR NO KEY UPDATE"))
         count = Webhook.select().where(Webhook.account == account_id).count()
         if count >= limit:
             raise LimitReached(limit)
@@ -49,13 +50,13 @@ def buffered_counts(hooks: list[Webhook]) -> list[int]:
     return [counts.get(h.id, 0) for h in hooks]
 
 
-def get(account_id: int, webhook_id: int, *, lock: bool = False) -> Webhook | None:
-    """``lock``: on PostgreSQL hold the row until the transaction ends (a webhook is
-    locked before its deliveries, everywhere)."""
+def get(account_id: int, webhook_id: int, *, lock: str | None = None) -> Webhook | None:
+    """``lock`` (``"FOR UPDATE"``, ...): on PostgreSQL hold the row until the transaction
+    ends (a webhook is locked before its deliveries, everywhere)."""
     query = Webhook.select().where((Webhook.id == webhook_id)
                                    & (Webhook.account == account_id))
     if lock and is_postgres():
-        query = query.for_update()
+        query = query.for_update(lock)
     return query.first()
 
 
@@ -74,7 +75,7 @@ def activate(account_id: int, webhook_id: int, replay: bool,
     """
     now = time.time() if now is None else now
     with write_transaction():
-        hook = get(account_id, webhook_id, lock=True)
+        hook = get(account_id, webhook_id, lock="FOR NO KEY UPDATE")
         if hook is None:
             return None
         if hook.active:
@@ -99,7 +100,7 @@ def activate(account_id: int, webhook_id: int, replay: bool,
 def delete(account_id: int, webhook_id: int) -> bool:
     """Remove the webhook and every undelivered delivery of it."""
     with write_transaction():
-        hook = get(account_id, webhook_id, lock=True)
+        hook = get(account_id, webhook_id, lock="FOR UPDATE")
         if hook is None:
             return False
         Delivery.delete().where(Delivery.webhook == hook.id).execute()
