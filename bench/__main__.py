@@ -57,8 +57,8 @@ class Sizes:
     load_seconds: float = 2.0
     load_rounds: int = 5  # soap and ingest: short rounds, alternating who goes first
     latency_events: int = 200
-    isolation_events: int = 100
-    isolation_interval: float = 0.02
+    isolation_events: int = 60
+    isolation_interval: float = 0.1  # 10 events/s x 20 webhooks: well within capacity
     replay_events: int = 100_000
     replay_webhooks: int = 20
 
@@ -150,7 +150,7 @@ class Serve:
         args = [sys.executable, "-m", "soapservice", "serve"]
         if not delivery:
             args.append("--no-delivery")
-        with open(self.log_path, "ab") as out:
+        with open(self.log_path, "wb") as out:  # fresh: the port is read from it
             self.proc = subprocess.Popen(args, env=self.env, stdout=out,
                                          stderr=subprocess.STDOUT, cwd=HERE.parent)
         deadline = time.monotonic() + 60

@@ -126,22 +126,19 @@ def store_events(events: Sequence[tuple[str, str, str, str | None]], now: float,
             if account is None:
                 results.append(UnknownAccount(account_name))
                 continue
-            event_id = Event.insert(account=account.id, name=event, body=body,
-                                    subscriber=subscriber, created_at=now).execute()
+            event_id = _insert_event(account.id, event, body, subscriber, now)
             rows, dropped = [], []
             for hook in hooks_of[account.id, event]:
                 admission = policy.admit(hook.active, hook.deactivated_at, now, window_sec)
                 if admission is policy.Admission.DROP:
                     dropped.append(hook.id)
                     continue
-                rows.append({
-                    "event": event_id, "webhook": hook.id, "seq": event_id, "next_at": now,
-                    "order_key": policy.order_key(account.id, hook.url, subscriber),
-                    "state": PENDING if admission is policy.Admission.DUE else BUFFERED,
-                    "created_at": now,
-                })
+                rows.append((
+                    event_id, hook.id, policy.order_key(account.id, hook.url, subscriber),
+                    event_id, PENDING if admission is policy.Admission.DUE else BUFFERED,
+                    0, now, now))
             if rows:
-                Delivery.insert_many(rows).execute()
+                _insert_deliveries(rows)
                 due = True
             if dropped:
                 Webhook.update(dropped_events=Webhook.dropped_events + 1).where(
@@ -170,6 +167,37 @@ def _webhooks_of(pairs: set[tuple[int, str]]) -> dict[tuple[int, str], list[Webh
     for hook in _locked(query, "FOR SHARE"):
         hooks_of[hook.account_id, hook.event].append(hook)
     return hooks_of
+
+
+# Ingest's two inserts as plain parameterised SQL: Peewee rebuilt the same INSERT for
+# every event, 70 % of the store thread's time per event (cProfile), the database
+# itself under 5 %.
+_EVENT_COLUMNS = (Event.account, Event.name, Event.body, Event.subscriber, Event.created_at)
+_DELIVERY_COLUMNS = (Delivery.event, Delivery.webhook, Delivery.order_key, Delivery.seq,
+                     Delivery.state, Delivery.attempts, Delivery.next_at, Delivery.created_at)
+
+
+def _insert_sql(model, columns) -> str:
+    param = model._meta.database.obj.param
+    return (f'INSERT INTO "{model._meta.table_name}" '
+            f'({", ".join(f"{chr(34)}{c.column_name}{chr(34)}" for c in columns)}) '
+            f'VALUES ({", ".join([param] * len(columns))})')
+
+
+def _insert_event(account_id: int, name: str, body: str, subscriber: str | None,
+                  now: float) -> int:
+    params = (account_id, name, body, subscriber, now)
+    database = Event._meta.database.obj
+    if is_postgres():
+        sql = _insert_sql(Event, _EVENT_COLUMNS) + f' RETURNING "{Event.id.column_name}"'
+        return database.execute_sql(sql, params).fetchone()[0]
+    return database.execute_sql(_insert_sql(Event, _EVENT_COLUMNS), params).lastrowid
+
+
+def _insert_deliveries(rows: list[tuple]) -> None:
+    """Rows of (event, webhook, order_key, seq, state, attempts, next_at, created_at)."""
+    cursor = Delivery._meta.database.obj.cursor()
+    cursor.executemany(_insert_sql(Delivery, _DELIVERY_COLUMNS), rows)
 
 
 def _by_id_only(state: int):
