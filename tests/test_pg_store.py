@@ -141,3 +141,26 @@ def test_concurrent_failures_deactivate_once_with_one_notification(pg, alice):
     assert Notification.select().count() == 1
     hook_row = Webhook.get_by_id(h.id)
     assert (hook_row.active, hook_row.deactivations) == (False, 1)
+
+
+def test_a_deleted_webhooks_id_is_never_handed_out_again(alice):
+    first = hook(alice)
+    assert webhooks.delete(alice.id, first.id)
+    assert hook(alice).id > first.id
+
+
+def test_the_store_reconnects_after_postgresql_dropped_its_connections(pg, alice):
+    """A PostgreSQL restart (here: every backend of the database terminated) costs at
+    most the transaction that was running; the next store call works."""
+    import psycopg2
+    hook(alice)
+    admin = psycopg2.connect(pgstore.server_url())
+    admin.autocommit = True
+    with admin.cursor() as cur:
+        cur.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s",
+                    (pg.rsplit("/", 1)[1],))
+    admin.close()
+    event_id, queued = emit("alice", "optin_finalized", {"subscriber_id": 1},
+                            window_sec=DAY, now=NOW)
+    assert queued == 1
+    assert [c.event_id for c in outbox.claim_due("w1", NOW, 30, 10, {}, 8)] == [event_id]

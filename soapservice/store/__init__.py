@@ -10,8 +10,16 @@ from __future__ import annotations
 import secrets
 import threading
 
-from peewee import Database, PostgresqlDatabase, SqliteDatabase
+from peewee import (
+    Database,
+    InterfaceError,
+    OperationalError,
+    PostgresqlDatabase,
+    SqliteDatabase,
+)
 from playhouse.db_url import connect
+from playhouse.pool import PooledPostgresqlDatabase
+from playhouse.shortcuts import ReconnectMixin
 
 from soapservice.models import ALL_MODELS, Setting, db
 
@@ -67,12 +75,29 @@ CHANNEL = "soapservice_due"
 POOL_MAX_CONNECTIONS = 32
 
 
-def _postgres_url(url: str) -> str:
-    """``postgresql://...`` (or ``postgres://``) as a pooled connection URL."""
-    scheme, sep, rest = url.partition("://")
-    if scheme in ("postgres", "postgresql"):
-        return f"postgresql+pool{sep}{rest}"
-    return url
+class _PostgresStore(ReconnectMixin, PooledPostgresqlDatabase):
+    """A pool whose threads get a new connection after PostgreSQL dropped theirs (a
+    server restart, a terminated backend, a network cut): a statement outside a
+    transaction or a transaction's BEGIN is retried once on a fresh connection; a
+    transaction cut midway fails (nothing of it was committed) and the next one starts
+    on a fresh connection."""
+
+    reconnect_errors = (
+        (OperationalError, "server closed the connection"),
+        (OperationalError, "terminating connection"),
+        (OperationalError, "connection already closed"),
+        (OperationalError, "could not receive data from server"),
+        (OperationalError, "ssl syscall error"),
+        (InterfaceError, "connection already closed"),
+    )
+
+
+def _postgres(url: str) -> Database:
+    """``postgresql://...`` (or ``postgres://``) as a pooled, reconnecting store."""
+    from playhouse.db_url import parse
+    params = parse(url)
+    return _PostgresStore(params.pop("database"), max_connections=POOL_MAX_CONNECTIONS,
+                          stale_timeout=300, timeout=30, **params)
 
 
 def open_store(url: str, *, synchronous: str | None = None) -> Database:
@@ -86,8 +111,7 @@ def open_store(url: str, *, synchronous: str | None = None) -> Database:
         elif url.startswith("postgres"):
             # Each thread keeps one pooled connection (peewee's connections are
             # per thread); a process has a few store threads, not hundreds.
-            database = connect(_postgres_url(url), max_connections=POOL_MAX_CONNECTIONS,
-                               stale_timeout=300, timeout=30)
+            database = _postgres(url)
         else:
             database = connect(url)
         previous = db.obj
