@@ -83,8 +83,11 @@ class Flaky:
         self.tries = collections.Counter()
         self.seen: dict[tuple, list[int]] = collections.defaultdict(list)
         self.ok = 0
+        self.delay = 0.0  # seconds before answering (so that deliveries are in flight)
 
     def __call__(self, req):
+        if self.delay:
+            time.sleep(self.delay)
         data = json.loads(req["body"])
         key = (req["path"], data["subscriber_id"])
         with self.lock:
@@ -177,14 +180,20 @@ def test_serve_and_three_workers_share_postgresql(tmp_path, pg_database):
                              '{outcome="success"}') for w in workers]
         assert sum(per_worker) == total and min(per_worker) > 0, per_worker
 
-        # Phase 2: a worker is killed with SIGKILL while deliveries run.
+        # Phase 2: a worker is killed with SIGKILL while deliveries run (answers take
+        # 50 ms now, so that every worker has some in flight).
+        flaky.delay = 0.05
         more = 10
         emitter = threading.Thread(target=emit_all, args=(srv.url, PER_SUBSCRIBER, more))
         emitter.start()
         receiver.wait_for(lambda: flaky.ok >= total + 300, timeout=60,
                           what="phase 2 under way")
         # The worker holding the most leases right now (deliveries in flight) dies.
-        victim = max(workers, key=lambda w: held_leases(pg_database, w.owner))
+        deadline = time.monotonic() + 30
+        while True:
+            victim = max(workers, key=lambda w: held_leases(pg_database, w.owner))
+            if held_leases(pg_database, victim.owner) > 2 or time.monotonic() > deadline:
+                break
         workers.remove(victim)
         victim.proc.send_signal(signal.SIGKILL)
         victim.proc.wait()
