@@ -197,6 +197,9 @@ def test_serve_and_three_workers_share_postgresql(tmp_path, pg_database):
         workers.remove(victim)
         victim.proc.send_signal(signal.SIGKILL)
         victim.proc.wait()
+        # PostgreSQL may still be reading what the process sent before it died (a
+        # COMMIT of a claim): count its leases once its connections are gone.
+        wait_gone(pg_database, f"soapservice[{victim.proc.pid}]")
         held = held_leases(pg_database, victim.owner)
         assert held > 0, "the killed worker had nothing in flight: the test proves nothing"
         emitter.join()
@@ -244,5 +247,23 @@ def attempt_summary(url) -> list:
                         "GROUP BY 1 HAVING count(*) > 1 LIMIT 10")
             out += cur.fetchall()
             return out
+    finally:
+        conn.close()
+
+
+def wait_gone(url, application_name, timeout=30):
+    import psycopg2
+    conn = psycopg2.connect(url)
+    conn.autocommit = True
+    try:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with conn.cursor() as cur:
+                cur.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name = %s",
+                            (application_name,))
+                if cur.fetchone()[0] == 0:
+                    return
+            time.sleep(0.02)
+        raise AssertionError(f"{application_name} still connected")
     finally:
         conn.close()

@@ -92,10 +92,17 @@ class _PostgresStore(ReconnectMixin, PooledPostgresqlDatabase):
     )
 
 
+def application_name() -> str:
+    import os
+    return f"soapservice[{os.getpid()}]"
+
+
 def _postgres(url: str) -> Database:
     """``postgresql://...`` (or ``postgres://``) as a pooled, reconnecting store."""
     from playhouse.db_url import parse
     params = parse(url)
+    # Names the process in pg_stat_activity (which process holds what, for operators).
+    params.setdefault("application_name", application_name())
     return _PostgresStore(params.pop("database"), max_connections=POOL_MAX_CONNECTIONS,
                           stale_timeout=300, timeout=30, **params)
 

@@ -13,7 +13,7 @@ import select
 import threading
 from collections.abc import Callable
 
-from soapservice.store import CHANNEL
+from soapservice.store import CHANNEL, application_name
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ class DueListener:
         while not self._stop.is_set():
             conn = None
             try:
-                conn = psycopg2.connect(self.url)
+                conn = psycopg2.connect(self.url, application_name=application_name())
                 conn.autocommit = True
                 with conn.cursor() as cur:
                     cur.execute(f"LISTEN {CHANNEL}")
