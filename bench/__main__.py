@@ -36,7 +36,7 @@ PASSWORD = "bench password"
 TOKEN = "bench-ingest-token"
 EVENT = "optin_finalized"
 BODY = '{"k":{k},"email":"someone@example.com","list":"newsletter","opt":"in"}'
-SCENARIOS = ("delivery", "soap", "ingest", "latency", "isolation", "replay")
+SCENARIOS = ("delivery", "soap", "ingest", "latency", "isolation", "replay", "workers")
 TARGETS = {
     "delivery_ratio": (">=", 0.5), "soap_ratio": (">=", 0.6), "ingest_ratio": (">=", 0.5),
     "latency_p50_ms": ("<=", 15.0), "latency_p99_ms": ("<=", 50.0),
@@ -61,12 +61,13 @@ class Sizes:
     isolation_interval: float = 0.1  # 10 events/s x 20 webhooks: well within capacity
     replay_events: int = 100_000
     replay_webhooks: int = 20
+    worker_deliveries: int = 10_000  # per drain, PostgreSQL, 1, 2 and 3 workers
 
 
 QUICK = Sizes(rounds=1, deliveries=200, webhooks=4, old_delivered=2000, old_buffered=200,
               soap_clients=4, ingest_clients=4, load_seconds=0.5, load_rounds=1, latency_events=10,
               isolation_events=10, isolation_interval=0.01, replay_events=200,
-              replay_webhooks=2)
+              replay_webhooks=2, worker_deliveries=200)
 
 
 def log(message: str) -> None:
@@ -589,6 +590,92 @@ class Bench:
 
 
 # -- report -----------------------------------------------------------------------------
+    # several workers on PostgreSQL -----------------------------------------------
+    def workers(self):
+        """Delivery throughput of 1, 2 and 3 ``soapservice worker`` processes sharing one
+        PostgreSQL store (README: Running several processes). Skipped, and said so,
+        when no PostgreSQL answers at SOAPSERVICE_BENCH_DATABASE_URL."""
+        import psycopg2
+
+        base = os.environ.get("SOAPSERVICE_BENCH_DATABASE_URL",
+                              "postgresql://postgres@127.0.0.1:5432/postgres")
+        try:
+            admin = psycopg2.connect(base, connect_timeout=5)
+        except psycopg2.Error as exc:
+            log(f"workers: skipped, no PostgreSQL at {base} ({exc})")
+            self.baselines["workers"] = f"skipped: no PostgreSQL at {base}"
+            return
+        admin.autocommit = True
+        name = f"soapservice_bench_{os.getpid()}"
+        url = base.rsplit("/", 1)[0] + "/" + name
+        with admin.cursor() as cur:
+            cur.execute(f'CREATE DATABASE "{name}"')
+        try:
+            self._workers_on(url)
+        finally:
+            with admin.cursor() as cur:
+                cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            admin.close()
+
+    def _workers_on(self, url: str):
+        import psycopg2
+
+        from soapservice import auth, store
+        from soapservice.api import new_secret
+        from soapservice.ingest import emit
+        from soapservice.store import accounts, webhooks
+
+        s = self.sizes
+        events = max(1, s.worker_deliveries // s.webhooks)
+        total = events * s.webhooks
+        store.open_store(url)
+        try:
+            account = accounts.add("alice", auth.hash_password(PASSWORD))
+            for hook_url in self.hook_urls(s.webhooks, "w"):
+                webhooks.create(account.id, "bench", EVENT, hook_url, new_secret(), 1000)
+            for k in range(events):
+                emit("alice", EVENT, json.loads(BODY.replace("{k}", str(k))),
+                     window_sec=86400)
+        finally:
+            store.close_store()
+        env = dict(os.environ, SOAPSERVICE_DATABASE_URL=url,
+                   SOAPSERVICE_ALLOW_PRIVATE_TARGETS="1", PYTHONUNBUFFERED="1")
+        timeout = max(120.0, total / 20)
+        rates: dict[int, list[float]] = {1: [], 2: [], 3: []}
+        for n in range(s.rounds):
+            for count in rates:
+                con = psycopg2.connect(url)
+                with con, con.cursor() as cur:  # every delivery due again, no lease
+                    cur.execute("UPDATE delivery SET state = 0, attempts = 0, next_at = %s, "
+                                "lease_owner = NULL, lease_token = NULL, lease_until = NULL, "
+                                "delivered_at = NULL", (time.time(),))
+                con.close()
+                self.receiver.reset()
+                procs = [subprocess.Popen([sys.executable, "-m", "soapservice", "worker"],
+                                          env=env, stdout=subprocess.DEVNULL,
+                                          stderr=subprocess.DEVNULL, cwd=HERE.parent)
+                         for _ in range(count)]
+                try:
+                    rates[count].append(self.receiver.drain_rate(total, timeout))
+                finally:
+                    for proc in procs:
+                        stop(proc)
+            log(f"workers round {n + 1}: " + ", ".join(
+                f"{c}: {r[-1]:.0f}/s" for c, r in rates.items()))
+        self.rounds.update({f"workers_{c}_per_s": r for c, r in rates.items()})
+        for count, values in rates.items():
+            self.results[f"workers_{count}_per_s"] = median(values)
+            if count > 1:
+                self.results[f"workers_{count}_ratio"] = median(
+                    [a / b for a, b in zip(values, rates[1], strict=True)])
+        self.baselines["workers"] = (
+            f"{events} events x {s.webhooks} webhooks = {total} deliveries in a fresh "
+            "PostgreSQL database, drained by 1, 2 and 3 `soapservice worker` processes "
+            "(each round resets every delivery to due); ratio = rate with N workers / rate "
+            "with 1, same round. On a 2-core machine the workers share the CPUs with "
+            "PostgreSQL and the receiver, so more workers cannot add throughput there.")
+
+
 def verdict(key: str, value) -> str:
     if key not in TARGETS or not isinstance(value, int | float):
         return ""

@@ -92,8 +92,8 @@ def cmd_worker(args) -> int:
     print(f"soapservice {__version__} worker {top.delivery.owner} delivering from "
           f"{_redacted(settings.database_url)}{metrics}", flush=True)
     if settings.database_url.startswith("sqlite"):
-        print("note: on SQLite other processes' events are found by the 5 s sweep; "
-              "use PostgreSQL for several delivering processes", flush=True)
+        print("note: on SQLite one delivering process is the rule; use PostgreSQL for "
+              "several workers", flush=True)
     return _run_until_signal(reactor, top)
 
 

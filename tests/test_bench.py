@@ -26,4 +26,7 @@ def test_quick_bench_writes_every_figure(tmp_path):
         assert key in run.stdout
     assert report["machine"]["cpu_count"] >= 1
     assert set(report["baselines"]) >= {"delivery", "soap", "ingest", "latency",
-                                        "isolation", "replay", "backlog"}
+                                        "isolation", "replay", "backlog", "workers"}
+    if not report["baselines"]["workers"].startswith("skipped"):  # PostgreSQL answered
+        for key in ("workers_1_per_s", "workers_2_ratio", "workers_3_ratio"):
+            assert report["results"][key] > 0, key
