@@ -6,8 +6,6 @@ import traceback
 import spyne.model.complex
 from lxml import etree
 from spyne import Application
-from spyne.error import Fault
-from spyne.protocol.soap import Soap11
 from spyne.server.wsgi import WsgiApplication
 
 from soapservice.soap.hardening import GuardedWsgi, HardenedSoap11, HardenedSoap12
@@ -63,42 +61,8 @@ for _name in ("spyne.protocol.soap.soap11.invalid", "spyne.protocol.soap.soap12.
     logging.getLogger(_name).addFilter(_ClientErrorsBriefly())
 
 
-class _EnvelopeChecks:
-    """An empty request (``StopIteration``) or an envelope without a body element
-    (``None.tag``) crashes Spyne into a bare HTTP 500; answer them with a Client fault
-    like every other malformed request."""
-
-    def create_in_document(self, ctx, charset=None):
-        if ctx.transport.get_request_method() != "POST":
-            return super().create_in_document(ctx, charset)  # Spyne's 405
-        chunks = [chunk for chunk in ctx.in_string if chunk]
-        if not chunks or not any(chunk.strip() for chunk in chunks):
-            raise Fault("Client.SoapError", "Empty request: a SOAP envelope was expected")
-        ctx.in_string = chunks
-        return super().create_in_document(ctx, charset)
-
-    def decompose_incoming_envelope(self, ctx, message=Soap11.REQUEST):
-        envelope = ctx.in_document[0] if isinstance(ctx.in_document, tuple) else None
-        if envelope is None:
-            raise Fault("Client.SoapError", "Empty request: a SOAP envelope was expected")
-        soap_ns = self.ns_soap_env
-        if envelope.tag == f"{{{soap_ns}}}Envelope":
-            body = envelope.find(f"{{{soap_ns}}}Body")
-            if body is not None and len(body) == 0:
-                raise Fault("Client.SoapError", "The SOAP Body names no operation")
-        return super().decompose_incoming_envelope(ctx, message)
-
-
-class CheckedSoap11(_EnvelopeChecks, HardenedSoap11):
-    pass
-
-
-class CheckedSoap12(_EnvelopeChecks, HardenedSoap12):
-    pass
-
-
 def build_application(api, soap_version: str = "1.1") -> Application:
-    protocol = CheckedSoap12 if soap_version == "1.2" else CheckedSoap11
+    protocol = HardenedSoap12 if soap_version == "1.2" else HardenedSoap11
     app = Application([WebHookService], tns=NAMESPACE, name=SERVICE_NAME,
                       in_protocol=protocol(validator=None), out_protocol=protocol())
     app.event_manager.add_listener("method_call", lambda ctx: setattr(ctx, "udc", api))

@@ -26,6 +26,13 @@ log = logging.getLogger(__name__)
 
 class _Hardened:
     def create_in_document(self, ctx, charset=None):
+        if ctx.transport.get_request_method() != "POST":
+            return super().create_in_document(ctx, charset)  # Spyne's 405
+        # An empty request crashes Spyne (StopIteration) into a bare HTTP 500.
+        chunks = [chunk for chunk in ctx.in_string if chunk]
+        if not any(chunk.strip() for chunk in chunks):
+            raise Fault("Client.SoapError", "Empty request: a SOAP envelope was expected")
+        ctx.in_string = chunks
         if charset:
             try:
                 codecs.lookup(charset)
@@ -48,7 +55,7 @@ class _Hardened:
         if root.tag == f"{{{self.ns_soap_env}}}Envelope":
             body = root.find(f"{{{self.ns_soap_env}}}Body")
             if body is None or len(body) == 0:
-                raise Fault("Client.SoapError", "the SOAP Body is missing or empty")
+                raise Fault("Client.SoapError", "the SOAP Body is missing or names no operation")
         return super().decompose_incoming_envelope(ctx, message)
 
 
