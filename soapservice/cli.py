@@ -51,7 +51,10 @@ def cmd_serve(args) -> int:
     logging.basicConfig(level=logging.INFO, stream=sys.stdout,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     twisted_log.PythonLoggingObserver("twisted").start()
-    top = make_service(settings, reactor)
+    try:
+        top = make_service(settings, reactor)
+    except ConfigError as exc:
+        raise SystemExit(f"soapservice: configuration error: {exc}") from None
     top.startService()
     port = top.web._port.getHost().port
     print(f"soapservice {__version__} listening on http://{settings.host}:{port}/ "
@@ -83,7 +86,10 @@ def cmd_worker(args) -> int:
     logging.basicConfig(level=logging.INFO, stream=sys.stdout,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     twisted_log.PythonLoggingObserver("twisted").start()
-    top = make_service(settings, reactor, web=False)
+    try:
+        top = make_service(settings, reactor, web=False)
+    except ConfigError as exc:
+        raise SystemExit(f"soapservice: configuration error: {exc}") from None
     top.startService()
     metrics = ""
     if top.metrics is not None:

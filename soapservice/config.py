@@ -45,6 +45,8 @@ class Settings:
     # SQLite's fsync policy (WAL mode): "normal" survives a crash of the process, "full"
     # also a power loss or an OS crash (every commit waits for the disk).
     sqlite_synchronous: str = "normal"
+    # The access log: "-" standard output, a file path to append to, or "off".
+    access_log: str = "-"
 
     @property
     def base_url(self) -> str:
@@ -172,4 +174,5 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         delivery_enabled=_flag(env, "SOAPSERVICE_DELIVERY", True),
         sqlite_synchronous=_choice(env, "SOAPSERVICE_SQLITE_SYNCHRONOUS",
                                    Settings.sqlite_synchronous, ("normal", "full", "extra")),
+        access_log=(env.get("SOAPSERVICE_ACCESS_LOG") or Settings.access_log).strip(),
     )

@@ -21,7 +21,7 @@ from soapservice.ingest import Ingestor
 from soapservice.mail import Mailer
 from soapservice.sender import Sender
 from soapservice.store import outbox
-from soapservice.web.accesslog import redacted_log_formatter
+from soapservice.web.accesslog import AccessLog
 from soapservice.web.events import Events
 from soapservice.web.health import Health
 from soapservice.web.limits import limited_request_factory
@@ -93,6 +93,8 @@ class SequentialMultiService(service.MultiService):
             self.site.draining = True  # keep-alive connections outlive the listening port
         for child in reversed(list(self)):
             yield defer.maybeDeferred(child.stopService)
+        if getattr(self, "access_log", None) is not None:
+            self.access_log.close()
 
 
 class DrainingSite(server.Site):
@@ -110,10 +112,17 @@ class DrainingSite(server.Site):
             return ErrorPage(503, "Service Unavailable", "shutting down; try again")
         return super().getResourceFor(request)
 
+    access_log: AccessLog | None = None
 
-def make_site(settings: Settings, reactor, pool, api: WebhookAPI, extra=None) -> server.Site:
-    site = DrainingSite(build_root(api, settings, reactor, pool, extra),
-                        logFormatter=redacted_log_formatter)
+    def log(self, request):
+        if self.access_log is not None:
+            self.access_log.log(self._logDateTime, request)
+
+
+def make_site(settings: Settings, reactor, pool, api: WebhookAPI, extra=None,
+              access_log: AccessLog | None = None) -> server.Site:
+    site = DrainingSite(build_root(api, settings, reactor, pool, extra))
+    site.access_log = access_log
     site.requestFactory = limited_request_factory(settings.max_body_bytes)
     site.displayTracebacks = False
     return site
@@ -133,13 +142,15 @@ def make_delivery(settings: Settings, reactor, store_pool, dns_pool, targets,
                            on_deactivate=on_deactivate, **kwargs)
 
 
-def metrics_site(reactor, pool) -> server.Site:
+def metrics_site(reactor, pool, access_log: AccessLog | None = None) -> server.Site:
     """The small site of SOAPSERVICE_METRICS_PORT: /metrics and /healthz."""
     from twisted.web import resource
     root = resource.Resource()
     root.putChild(b"metrics", Metrics(reactor, pool))
     root.putChild(b"healthz", Health(reactor, pool))
-    return server.Site(root, logFormatter=redacted_log_formatter)
+    site = DrainingSite(root)
+    site.access_log = access_log
+    return site
 
 
 def make_service(settings: Settings, reactor=None, *, web: bool = True
@@ -181,16 +192,18 @@ def make_service(settings: Settings, reactor=None, *, web: bool = True
             ListenerService(settings.database_url, delivery.wake_from_thread
                             ).setServiceParent(top)
     ingestor.listeners.append(lambda _result: metrics.EVENTS.inc())
+    top.access_log = AccessLog(settings.access_log, reactor)
     top.metrics = None
     if settings.metrics_port is not None:
-        top.metrics = internet.TCPServer(settings.metrics_port, metrics_site(reactor, pool),
-                                         interface=settings.host)
+        top.metrics = internet.TCPServer(
+            settings.metrics_port, metrics_site(reactor, pool, top.access_log),
+            interface=settings.host)
         top.metrics.setServiceParent(top)
     top.api, top.ingestor, top.site, top.web = api, ingestor, None, None
     if web:
         extra = {"events": Events(ingestor, settings.ingest_token, reactor, pool),
                  "reactivate": reactivate, "metrics": Metrics(reactor, pool)}
-        top.site = make_site(settings, reactor, pool, api, extra)
+        top.site = make_site(settings, reactor, pool, api, extra, top.access_log)
         top.web = internet.TCPServer(settings.port, top.site, interface=settings.host)
         top.web.setServiceParent(top)
     return top

@@ -5,10 +5,16 @@ from __future__ import annotations
 import time
 
 from soapservice.models import Account
+from soapservice.store.prepared import Prepared
+
+_BY_NAME = Prepared(Account, lambda username: Account.select().where(
+    Account.username == username))
 
 
 def find(username: str) -> Account | None:
-    return Account.get_or_none(Account.username == username)
+    """The account named ``username`` (read on every API call: prepared SQL)."""
+    found = _BY_NAME.rows(username)
+    return found[0] if found else None
 
 
 def add(username: str, password_hash: str, email: str | None = None) -> Account:

@@ -42,6 +42,8 @@ from soapservice.store import (
     notify_due,
     write_transaction,
 )
+from soapservice.store.accounts import find as find_account
+from soapservice.store.prepared import Prepared
 
 
 class UnknownAccount(LookupError):
@@ -117,7 +119,7 @@ def store_events(events: Sequence[tuple[str, str, str, str | None]], now: float,
         accounts: dict[str, Account | None] = {}
         for account_name, _event, _body, _subscriber in events:
             if account_name not in accounts:
-                accounts[account_name] = Account.get_or_none(Account.username == account_name)
+                accounts[account_name] = find_account(account_name)
         hooks_of = _webhooks_of({(accounts[name].id, event) for name, event, _b, _s in events
                                  if accounts[name] is not None})
         due = False
@@ -157,16 +159,27 @@ def _webhooks_of(pairs: set[tuple[int, str]]) -> dict[tuple[int, str], list[Webh
     hooks_of: dict[tuple[int, str], list[Webhook]] = {pair: [] for pair in pairs}
     if not pairs:
         return hooks_of
+    if len(pairs) == 1:  # the usual batch: one account's events of one kind
+        (pair,) = pairs
+        hooks_of[pair] = _HOOKS_OF.rows(*pair, shape="one")
+        return hooks_of
     cond = None
     for account_id, event in sorted(pairs):
         term = (Webhook.account == account_id) & (Webhook.event == event)
         cond = term if cond is None else (cond | term)
-    query = (Webhook.select(Webhook.id, Webhook.account, Webhook.event, Webhook.url,
-                            Webhook.active, Webhook.deactivated_at)
-             .where(cond).order_by(Webhook.id))
-    for hook in _locked(query, "FOR SHARE"):
+    for hook in _locked(_hooks_query(cond), "FOR SHARE"):
         hooks_of[hook.account_id, hook.event].append(hook)
     return hooks_of
+
+
+def _hooks_query(cond):
+    return (Webhook.select(Webhook.id, Webhook.account, Webhook.event, Webhook.url,
+                           Webhook.active, Webhook.deactivated_at)
+            .where(cond).order_by(Webhook.id))
+
+
+_HOOKS_OF = Prepared(Webhook, lambda _shape, account_id, event: _locked(_hooks_query(
+    (Webhook.account == account_id) & (Webhook.event == event)), "FOR SHARE"))
 
 
 # Ingest's two inserts as plain parameterised SQL: Peewee rebuilt the same INSERT for

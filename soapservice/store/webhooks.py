@@ -8,6 +8,7 @@ from peewee import fn
 
 from soapservice.models import BUFFERED, PENDING, Account, Delivery, Webhook
 from soapservice.store import is_postgres, notify_due, write_transaction
+from soapservice.store.prepared import Prepared
 
 
 class LimitReached(Exception):
@@ -30,13 +31,21 @@ def create(account_id: int, app: str, event: str, url: str, secret: str,
 def listing(account_id: int, app: str | None = None,
             event: str | None = None) -> list[tuple[Webhook, int]]:
     """The account's webhooks (oldest first) with their buffered-event counts."""
-    query = Webhook.select().where(Webhook.account == account_id)
-    if app is not None:
-        query = query.where(Webhook.app == app)
-    if event is not None:
-        query = query.where(Webhook.event == event)
-    hooks = list(query.order_by(Webhook.id))
+    values = tuple(v for v in (account_id, app, event) if v is not None)
+    hooks = _LISTING.rows(*values, shape=(app is not None, event is not None))
     return [(hook, count) for hook, count in zip(hooks, buffered_counts(hooks), strict=True)]
+
+
+def _listing_query(shape: tuple[bool, bool], account_id: int, *filters):
+    """The listing's SELECT; ``shape`` says which of (app, event) ``filters`` holds."""
+    query = Webhook.select().where(Webhook.account == account_id)
+    fields = [f for f, on in zip((Webhook.app, Webhook.event), shape, strict=True) if on]
+    for field, value in zip(fields, filters, strict=True):
+        query = query.where(field == value)
+    return query.order_by(Webhook.id)
+
+
+_LISTING = Prepared(Webhook, _listing_query)
 
 
 def buffered_counts(hooks: list[Webhook]) -> list[int]:
