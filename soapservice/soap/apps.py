@@ -9,6 +9,7 @@ from spyne import Application
 from spyne.server.wsgi import WsgiApplication
 
 from soapservice.soap.hardening import GuardedWsgi, HardenedSoap11, HardenedSoap12
+from soapservice.soap.responses import DirectResponses
 from soapservice.soap.service import WebHookService
 from soapservice.soap.types import NAMESPACE
 
@@ -61,18 +62,33 @@ for _name in ("spyne.protocol.soap.soap11.invalid", "spyne.protocol.soap.soap12.
     logging.getLogger(_name).addFilter(_ClientErrorsBriefly())
 
 
-def build_application(api, soap_version: str = "1.1") -> Application:
-    protocol = HardenedSoap12 if soap_version == "1.2" else HardenedSoap11
+class Soap11(DirectResponses, HardenedSoap11):
+    """SOAP 1.1: hardened input, responses written by soap/responses.py."""
+
+
+class Soap12(DirectResponses, HardenedSoap12):
+    """SOAP 1.2: hardened input, responses written by soap/responses.py."""
+
+
+def build_application(api, soap_version: str = "1.1", *,
+                      direct_responses: bool = True) -> Application:
+    """``direct_responses=False`` has Spyne serialize every response itself: the
+    reference tests/test_soap_responses.py compares the direct writer with."""
+    protocol = Soap12 if soap_version == "1.2" else Soap11
+    out_protocol = protocol()
+    out_protocol.direct_responses = direct_responses
     app = Application([WebHookService], tns=NAMESPACE, name=SERVICE_NAME,
-                      in_protocol=protocol(validator=None), out_protocol=protocol())
+                      in_protocol=protocol(validator=None), out_protocol=out_protocol)
     app.event_manager.add_listener("method_call", lambda ctx: setattr(ctx, "udc", api))
     return app
 
 
-def build_wsgi(api, soap_version: str, address: str, max_body_bytes: int) -> GuardedWsgi:
+def build_wsgi(api, soap_version: str, address: str, max_body_bytes: int, *,
+               direct_responses: bool = True) -> GuardedWsgi:
     """A WSGI app whose WSDL names ``address`` (the public URL), never the Host header,
     and that answers a SOAP fault whatever goes wrong inside Spyne."""
-    wsgi = WsgiApplication(build_application(api, soap_version),
+    wsgi = WsgiApplication(build_application(api, soap_version,
+                                             direct_responses=direct_responses),
                            max_content_length=max_body_bytes)
     wsgi.doc.wsdl11.build_interface_document(address)
     wsgi._wsdl = polish_wsdl(wsgi.doc.wsdl11.get_interface_document())

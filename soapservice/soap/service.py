@@ -1,7 +1,11 @@
 """The four operations as a Spyne service: validate nothing here, translate only.
 
 The core (:class:`soapservice.api.WebhookAPI`) is reached through ``ctx.udc``, set by
-the application builder, so one service class serves every endpoint.
+the application builder, so one service class serves every endpoint. Each method returns
+the core's :class:`~soapservice.api.Envelope` as it is: the protocol classes of
+``soap/apps.py`` write the response from it (``soap/responses.py``), or hand it to
+Spyne's serializer as Spyne objects (:func:`to_spyne`). Served with plain Spyne
+protocols, this service would not work.
 """
 
 import re
@@ -32,6 +36,20 @@ def _xml_safe(value):
     return value
 
 
+# Operation -> its Spyne result class and the class of the webhook(s) in it.
+_RESULT_TYPES = {
+    "CreateWebHook": (t.CreateWebHookResult, t.WebHook),
+    "GetWebHooks": (t.GetWebHooksResult, t.WebHook),
+    "ActivateWebHook": (t.ActivateWebHookResult, t.ActivatedWebHook),
+    "DeleteWebHookById": (t.DeleteWebHookByIdResult, None),
+}
+
+
+def to_spyne(operation: str, envelope):
+    """``envelope`` as the Spyne object Spyne's own serializer writes."""
+    return _to_spyne(envelope, *_RESULT_TYPES[operation])
+
+
 def _to_spyne(envelope, result_cls, item=None):
     result = _xml_safe(envelope.result)
     if result is not None and item is not None:
@@ -53,33 +71,29 @@ class WebHookService(ServiceBase):
          _args=("username", "password", "app", "event", "url"),
          **_returns("CreateWebHook"))
     def CreateWebHook(ctx, username, password, app, event, url):
-        env = ctx.udc.create_webhook(username, password, app, event, url,
-                                     address=_client_address(ctx))
-        return _to_spyne(env, t.CreateWebHookResult, t.WebHook)
+        return ctx.udc.create_webhook(username, password, app, event, url,
+                                      address=_client_address(ctx))
 
     @rpc(t.Required, t.Required, t.Optional, t.Optional,
          _args=("username", "password", "app", "event"),
          **_returns("GetWebHooks"))
     def GetWebHooks(ctx, username, password, app, event):
-        env = ctx.udc.get_webhooks(username, password, app, event,
-                                   address=_client_address(ctx))
-        return _to_spyne(env, t.GetWebHooksResult, t.WebHook)
+        return ctx.udc.get_webhooks(username, password, app, event,
+                                    address=_client_address(ctx))
 
     @rpc(t.Required, t.Required, t.RequiredInt, t.OptionalInt,
          _args=("username", "password", "webhookId", "replayEvents"),
          **_returns("ActivateWebHook"))
     def ActivateWebHook(ctx, username, password, webhookId, replayEvents):
-        env = ctx.udc.activate_webhook(username, password, webhookId, replayEvents,
-                                       address=_client_address(ctx))
-        return _to_spyne(env, t.ActivateWebHookResult, t.ActivatedWebHook)
+        return ctx.udc.activate_webhook(username, password, webhookId, replayEvents,
+                                        address=_client_address(ctx))
 
     @rpc(t.Required, t.Required, t.RequiredInt,
          _args=("username", "password", "webhookId"),
          **_returns("DeleteWebHookById"))
     def DeleteWebHookById(ctx, username, password, webhookId):
-        env = ctx.udc.delete_webhook(username, password, webhookId,
-                                     address=_client_address(ctx))
-        return _to_spyne(env, t.DeleteWebHookByIdResult)
+        return ctx.udc.delete_webhook(username, password, webhookId,
+                                      address=_client_address(ctx))
 
 
 # Operation name -> WebhookAPI method. Parameter names are the API's keyword names.
