@@ -716,13 +716,16 @@ def main(argv=None) -> int:
     if unknown:
         parser.error(f"unknown scenario(s): {', '.join(sorted(unknown))}")
     started = time.monotonic()
+    durations = {}
     with tempfile.TemporaryDirectory(prefix="soapservice-bench-") as tmp:
         bench = Bench(sizes, Path(tmp))
         try:
             for name in SCENARIOS:
                 if name in chosen:
                     log(f"scenario {name}")
+                    begun = time.monotonic()
                     getattr(bench, name)()
+                    durations[name] = round(time.monotonic() - begun, 1)
         finally:
             bench.close()
     results = dict(bench.results)
@@ -737,6 +740,7 @@ def main(argv=None) -> int:
                     "implementation": platform.python_implementation(),
                     "platform": platform.platform()},
         "seconds": round(time.monotonic() - started, 1),
+        "scenario_seconds": durations,
         "finished": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
     }
     Path(args.output).write_text(json.dumps(report, indent=2) + "\n")
