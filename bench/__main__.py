@@ -61,7 +61,7 @@ class Sizes:
     isolation_interval: float = 0.1  # 10 events/s x 20 webhooks: well within capacity
     replay_events: int = 100_000
     replay_webhooks: int = 20
-    worker_deliveries: int = 10_000  # per drain, PostgreSQL, 1, 2 and 3 workers
+    worker_deliveries: int = 5_000  # per drain, PostgreSQL, 1, 2 and 3 workers
 
 
 QUICK = Sizes(rounds=1, deliveries=200, webhooks=4, old_delivered=2000, old_buffered=200,
