@@ -43,19 +43,7 @@ def cmd_serve(args) -> int:
         settings = settings.replace(delivery_enabled=False)
     if args.port is not None:
         settings = settings.replace(port=args.port)
-    from twisted.internet import reactor
-    from twisted.python import log as twisted_log
-
-    from soapservice.server import make_service
-
-    logging.basicConfig(level=logging.INFO, stream=sys.stdout,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    twisted_log.PythonLoggingObserver("twisted").start()
-    try:
-        top = make_service(settings, reactor)
-    except ConfigError as exc:
-        raise SystemExit(f"soapservice: configuration error: {exc}") from None
-    top.startService()
+    reactor, top = _start(settings, web=True)
     port = top.web._port.getHost().port
     print(f"soapservice {__version__} listening on http://{settings.host}:{port}/ "
           f"(WSDL: {settings.base_url}/soap?wsdl, store: {_redacted(settings.database_url)})"
@@ -78,19 +66,7 @@ def cmd_worker(args) -> int:
     settings = _settings().replace(delivery_enabled=True)
     if args.metrics_port is not None:
         settings = settings.replace(metrics_port=args.metrics_port)
-    from twisted.internet import reactor
-    from twisted.python import log as twisted_log
-
-    from soapservice.server import make_service
-
-    logging.basicConfig(level=logging.INFO, stream=sys.stdout,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    twisted_log.PythonLoggingObserver("twisted").start()
-    try:
-        top = make_service(settings, reactor, web=False)
-    except ConfigError as exc:
-        raise SystemExit(f"soapservice: configuration error: {exc}") from None
-    top.startService()
+    reactor, top = _start(settings, web=False)
     metrics = ""
     if top.metrics is not None:
         metrics = (f", metrics on http://{settings.host}:"
@@ -101,6 +77,25 @@ def cmd_worker(args) -> int:
         print("note: on SQLite one delivering process is the rule; use PostgreSQL for "
               "several workers", flush=True)
     return _run_until_signal(reactor, top)
+
+
+def _start(settings, *, web: bool):
+    """Log to standard output (Twisted's log through ``logging``), build the service
+    (``serve`` with the web, ``worker`` without) and start it: (reactor, service)."""
+    from twisted.internet import reactor
+    from twisted.python import log as twisted_log
+
+    from soapservice.server import make_service
+
+    logging.basicConfig(level=logging.INFO, stream=sys.stdout,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    twisted_log.PythonLoggingObserver("twisted").start()
+    try:
+        top = make_service(settings, reactor, web=web)
+    except ConfigError as exc:
+        raise SystemExit(f"soapservice: configuration error: {exc}") from None
+    top.startService()
+    return reactor, top
 
 
 def _redacted(url: str) -> str:

@@ -102,6 +102,7 @@ class DrainingSite(server.Site):
     (keep-alive clients): 503 with ``Connection: close``, while attempts in flight end."""
 
     draining = False
+    access_log: AccessLog | None = None
 
     def getResourceFor(self, request):
         if self.draining:
@@ -111,8 +112,6 @@ class DrainingSite(server.Site):
             from twisted.web.resource import ErrorPage
             return ErrorPage(503, "Service Unavailable", "shutting down; try again")
         return super().getResourceFor(request)
-
-    access_log: AccessLog | None = None
 
     def log(self, request):
         if self.access_log is not None:

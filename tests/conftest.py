@@ -179,3 +179,12 @@ def store_url(tmp_path, pg_database):
     from tests import pgstore
     pgstore.empty(pg_database)
     return pg_database
+
+
+@pytest.fixture
+def alice(store_url):
+    """The store of ``store_url``, opened, with an account alice (a cheap hash)."""
+    from soapservice import auth, store
+    from soapservice.store import accounts
+    store.open_store(store_url)
+    return accounts.add("alice", auth.hash_password("pw", n=2**4))

@@ -11,10 +11,20 @@ from twisted.web.http import combinedLogFormatter, datetimeToLogString
 from twisted.web.http_headers import Headers
 
 from soapservice.config import ConfigError
-from soapservice.web.accesslog import AccessLog, _RedactedRequest, access_line
+from soapservice.web.accesslog import AccessLog, access_line, redact_uri
 from tests.conftest import PASSWORD
 
 TIMESTAMP = datetimeToLogString(1_700_000_000)
+
+
+class RedactedRequest:
+    """The request as twisted's formatter should see it: the URI redacted."""
+
+    def __init__(self, request):
+        self._request, self.uri = request, redact_uri(request.uri)
+
+    def __getattr__(self, name):
+        return getattr(self._request, name)
 
 
 class FakeRequest:
@@ -54,7 +64,7 @@ REQUESTS = [
 
 @pytest.mark.parametrize("request_", REQUESTS, ids=range(len(REQUESTS)))
 def test_lines_are_twisteds_combined_format_with_secrets_redacted(request_):
-    expected = combinedLogFormatter(TIMESTAMP, _RedactedRequest(request_)) + "\n"
+    expected = combinedLogFormatter(TIMESTAMP, RedactedRequest(request_)) + "\n"
     assert access_line(TIMESTAMP, request_) == expected
     assert "s3cret" not in expected and "abc.def" not in expected
 

@@ -6,11 +6,10 @@ from __future__ import annotations
 import pytest
 from twisted.internet import defer
 
-from soapservice import auth, store
 from soapservice.config import Settings
 from soapservice.ingest import IngestError, Ingestor
 from soapservice.models import Delivery, Event
-from soapservice.store import accounts, webhooks
+from soapservice.store import webhooks
 
 
 class ManualStore:
@@ -30,11 +29,10 @@ class ManualStore:
 
 
 @pytest.fixture
-def alice(store_url):
-    store.open_store(store_url)
-    account = accounts.add("alice", auth.hash_password("pw", n=2**4))
-    webhooks.create(account.id, "crm", "optin_finalized", "http://r/", "whsec_x", 100)
-    return account
+def alice(alice):
+    """conftest's alice, with a webhook for optin_finalized."""
+    webhooks.create(alice.id, "crm", "optin_finalized", "http://r/", "whsec_x", 100)
+    return alice
 
 
 def test_events_waiting_for_a_write_share_the_next_commit(alice):

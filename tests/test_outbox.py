@@ -4,19 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from soapservice import auth, store
 from soapservice.ingest import IngestError, emit
 from soapservice.models import BUFFERED, DELIVERED, Attempt, Delivery, Event, Webhook
-from soapservice.store import accounts, outbox, webhooks
+from soapservice.store import outbox, webhooks
 
 DAY = 86400.0
 NOW = 2_000_000_000.0
-
-
-@pytest.fixture
-def alice(store_url):
-    store.open_store(store_url)
-    return accounts.add("alice", auth.hash_password("pw", n=2**4))
 
 
 def hook(account, event="optin_finalized", url="http://r/"):

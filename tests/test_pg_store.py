@@ -9,20 +9,14 @@ import threading
 
 import pytest
 
-from soapservice import auth, notify, store
+from soapservice import notify, store
 from soapservice.ingest import emit
 from soapservice.models import DELIVERED, Delivery, Notification, Setting, Webhook
-from soapservice.store import accounts, outbox, webhooks
+from soapservice.store import outbox, webhooks
 from tests import pgstore
 
 DAY = 86400.0
 NOW = 2_000_000_000.0
-
-
-@pytest.fixture
-def alice(store_url):
-    store.open_store(store_url)
-    return accounts.add("alice", auth.hash_password("pw", n=2**4))
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ import re
 import sys
 from urllib.parse import parse_qsl, quote
 
-from twisted.web.http import _escape, combinedLogFormatter
+from twisted.web.http import _escape
 
 from soapservice.config import ConfigError
 
@@ -30,19 +30,6 @@ def redact_uri(uri: bytes) -> bytes:
     names = [quote(name, safe="")[:40] for name, _ in parse_qsl(
         query.decode("latin-1"), keep_blank_values=True)]
     return path + b"?" + "&".join(f"{n}=***" for n in names).encode() if names else path + b"?***"
-
-
-class _RedactedRequest:
-    def __init__(self, request):
-        self._request = request
-        self.uri = redact_uri(request.uri)
-
-    def __getattr__(self, name):
-        return getattr(self._request, name)
-
-
-def redacted_log_formatter(timestamp, request) -> str:
-    return combinedLogFormatter(timestamp, _RedactedRequest(request))
 
 
 # Bytes that may stand in a log line as they are: printable ASCII but the quote and the
