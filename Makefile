@@ -12,10 +12,10 @@ VENV ?= $(if $(filter python3,$(PYTHON)),.venv,.venv-$(PYVER))
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: run test lint bench account wsdl clean
+.PHONY: run test pytest lint bench account wsdl clean
 
 $(VENV)/.installed: setup.py setup.cfg
-	@test -n '$(PY)' || { echo 'no Python interpreter "$(PYTHON)" (see README.rst, Python versions)'; exit 1; }
+	@test -n '$(PY)' || { echo 'no Python interpreter "$(PYTHON)" (see docs/operations.rst, Python versions)'; exit 1; }
 	'$(PY)' -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[test]'
@@ -25,10 +25,21 @@ run: $(VENV)/.installed
 	$(BIN)/soapservice serve
 
 account: $(VENV)/.installed
-	$(BIN)/soapservice account add $(NAME)
+	$(BIN)/soapservice account add '$(NAME)' $(if $(EMAIL),--email '$(EMAIL)')
 
+# ruff, mypy --strict on the pure modules ([mypy] in setup.cfg), then two test layers
+# (markers applied by tests/conftest.py): the in-process tests first (seconds;
+# a broken rule shows before any server starts), then the tests that start soapservice
+# processes. Each layer fails on any failure and on collecting no test (pytest exit 5).
+# PYTEST_ARGS goes to both (not -m: each layer has its own); `make pytest PYTEST_ARGS=...`
+# is one plain run (.ci/run's PostgreSQL pass: PYTEST_ARGS="-m postgres").
 test: $(VENV)/.installed
 	$(BIN)/ruff check soapservice tests bench
+	$(BIN)/mypy
+	$(BIN)/python -m pytest -m 'not server' $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m server $(PYTEST_ARGS)
+
+pytest: $(VENV)/.installed
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(VENV)/.installed

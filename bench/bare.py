@@ -51,10 +51,14 @@ def agent(port: int, count: int, concurrency: int, body: str) -> None:
 
     @defer.inlineCallbacks
     def run():
+        import resource
+        before = resource.getrusage(resource.RUSAGE_SELF)
         started = time.perf_counter()
         yield defer.DeferredList([worker() for _ in range(concurrency)])
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        cpu = (usage.ru_utime + usage.ru_stime) - (before.ru_utime + before.ru_stime)
         print(json.dumps({"elapsed": time.perf_counter() - started,
-                          "failures": len(failures)}), flush=True)
+                          "failures": len(failures), "cpu_seconds": cpu}), flush=True)
         yield pool.closeCachedConnections()
 
     task.react(lambda _reactor: run())

@@ -11,6 +11,16 @@ Reads one JSON job on stdin, prints one JSON result on stdout:
 - ``{"mode": "sequence", ..., "count", "interval", "wait_receiver"}``: one request at a
   time; records when each answer returned (``time.time()``); with ``wait_receiver``
   (a port) waits until the receiver counted the delivery before sending the next one.
+- ``{"mode": "paced", ..., "rate", "count" or "seconds", "connections", "choices"}``:
+  open loop, request ``k`` due at ``start + k / rate`` on the first free one of
+  ``connections`` keep-alive connections (late when all are busy: the lateness is the
+  server's); records when each answer returned, how long each request took on its
+  connection (``durations``) and from when it was due (``waits``, the client's view).
+  ``choices`` maps a placeholder in ``body`` to a list: request ``k`` gets item
+  ``k % len`` (``{"{s}": ["s0", "s1"]}`` spreads events over subscribers). With
+  ``stop_file``, no request is started once that file exists (the lists end there);
+  with ``max_seconds``, none after that many seconds from the start (those left have
+  ``returned`` 0: not sent).
 """
 
 from __future__ import annotations
@@ -18,11 +28,14 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import os
 import sys
 import time
 
 
-def build(path: str, headers: dict, body: str, k: int) -> bytes:
+def build(path: str, headers: dict, body: str, k: int, choices: dict | None = None) -> bytes:
+    for placeholder, values in (choices or {}).items():
+        body = body.replace(placeholder, str(values[k % len(values)]))
     data = body.replace("{k}", str(k)).encode()
     head = [f"POST {path} HTTP/1.1", "Host: 127.0.0.1", f"Content-Length: {len(data)}"]
     head += [f"{name}: {value}" for name, value in headers.items()]
@@ -119,9 +132,63 @@ async def sequence(job) -> dict:
     return {"returned": returned, "statuses": {str(s): n for s, n in statuses.items()}}
 
 
+async def paced(job) -> dict:
+    rate = float(job["rate"])
+    count = int(job.get("count") or round(job["seconds"] * rate))
+    returned = [0.0] * count
+    durations = [0.0] * count
+    waits = [0.0] * count
+    statuses: dict[int, int] = {}
+    queue: asyncio.Queue = asyncio.Queue()
+
+    async def connection():
+        reader, writer = await asyncio.open_connection("127.0.0.1", job["port"])
+        try:
+            while True:
+                k = await queue.get()
+                if k is None:
+                    return
+                if deadline and time.perf_counter() > deadline:
+                    continue
+                sent = time.time()
+                writer.write(build(job["path"], job["headers"], job["body"], k,
+                                   job.get("choices")))
+                status = await read_response(reader)
+                returned[k] = time.time()
+                durations[k] = returned[k] - sent
+                waits[k] = returned[k] - (wall + k / rate)
+                statuses[status] = statuses.get(status, 0) + 1
+        finally:
+            writer.close()
+
+    wall = time.time()
+    started = time.perf_counter()
+    workers = [asyncio.create_task(connection()) for _ in range(job.get("connections", 8))]
+    stop_file = job.get("stop_file")
+    deadline = started + job["max_seconds"] if job.get("max_seconds") else None
+    sent = count
+    for k in range(count):
+        delay = started + k / rate - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        if (stop_file and os.path.exists(stop_file)) or (
+                deadline and time.perf_counter() > deadline):
+            sent = k
+            break
+        queue.put_nowait(k)
+    for _ in workers:
+        queue.put_nowait(None)
+    await asyncio.gather(*workers)
+    del returned[sent:], durations[sent:], waits[sent:]
+    return {"started": wall, "elapsed": time.perf_counter() - started, "returned": returned,
+            "durations": durations, "waits": waits,
+            "statuses": {str(s): n for s, n in statuses.items()}}
+
+
 def main():
     job = json.loads(sys.stdin.read())
-    result = asyncio.run(closed(job) if job["mode"] == "closed" else sequence(job))
+    modes = {"closed": closed, "sequence": sequence, "paced": paced}
+    result = asyncio.run(modes[job["mode"]](job))
     print(json.dumps(result))
 
 

@@ -3,8 +3,10 @@
 It answers ``POST`` with 200 at once and records, per request, the arrival time, the
 path and the event's ``k`` (a number the load puts in each event's data), so both the
 bare loop and soapservice are timed by the same clock at the same place. Paths under
-``/hang/`` are held open forever (a URL that never answers). Control, as JSON:
-``GET /stats`` (count, first and last arrival), ``GET /arrivals`` (the records),
+``/hang/`` are held open forever (a URL that never answers); under ``/fail/`` they are
+answered 500; under ``/flaky/P/`` 500 with probability P % (at random), else 200.
+Failures are counted (``failed``), not recorded. Control, as JSON:
+``GET /stats`` (count, failed, first and last arrival), ``GET /arrivals`` (the records),
 ``GET /wait?count=N`` (answers once N requests arrived: no polling), ``POST /reset``.
 Prints its port on the first line of stdout.
 
@@ -14,6 +16,7 @@ Prints its port on the first line of stdout.
 from __future__ import annotations
 
 import json
+import random
 import re
 import sys
 import time
@@ -25,8 +28,16 @@ def main():
     from twisted.internet import reactor
     from twisted.web import resource, server
 
-    state = {"count": 0, "first": None, "last": None, "arrivals": [], "hanging": []}
+    state = {"count": 0, "failed": 0, "first": None, "last": None, "arrivals": [],
+             "hanging": []}
+    flaky: dict[bytes, float] = {}
     waiting: list = []  # (count, request): GET /wait?count=N answered once N arrived
+
+    def _rate(path: bytes) -> float:
+        """/flaky/P/...: P % as a probability (cached per path)."""
+        if path not in flaky:
+            flaky[path] = float(path.split(b"/")[2]) / 100
+        return flaky[path]
 
     def answer_waiting():
         for item in list(waiting):
@@ -44,11 +55,17 @@ def main():
             now = time.time()
             path = request.path
             if path == b"/reset":
-                state.update(count=0, first=None, last=None, arrivals=[])
+                state.update(count=0, failed=0, first=None, last=None, arrivals=[])
                 return b"{}"
             if path.startswith(b"/hang/"):
                 state["hanging"].append(request)
                 return server.NOT_DONE_YET
+            if path.startswith(b"/fail/") or (path.startswith(b"/flaky/")
+                                              and random.random() < _rate(path)):
+                request.content.read()
+                state["failed"] += 1
+                request.setResponseCode(500)
+                return b"failing on purpose"
             body = request.content.read()
             match = _K.search(body)
             state["count"] += 1
@@ -69,7 +86,8 @@ def main():
                 return server.NOT_DONE_YET
             if request.path == b"/arrivals":
                 return json.dumps(state["arrivals"]).encode()
-            return json.dumps({k: state[k] for k in ("count", "first", "last")}).encode()
+            return json.dumps({k: state[k] for k in ("count", "failed", "first", "last")}
+                              ).encode()
 
     site = server.Site(Receiver())
     site.log = lambda request: None  # no access log: it would cost as much as the answer

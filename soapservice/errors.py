@@ -1,6 +1,13 @@
-"""The envelope's error codes, as the legacy platform numbers them (SPEC §1)."""
+"""The envelope's error codes, as the legacy platform numbers them (SPEC §1), and the
+one way an unexpected error is logged."""
 
+from __future__ import annotations
+
+import logging
+import sys
+import uuid
 from enum import IntEnum
+from typing import Any
 
 
 class Error(IntEnum):
@@ -30,3 +37,22 @@ DESCRIPTIONS = {
 }
 
 EVENTS = ("optin_finalized", "optout_finalized", "profilemanager_finalized")
+
+
+def log_internal_error(logger: logging.Logger, what: str, failure: Any = None) -> str:
+    """Log an unexpected error once as ``<what>: internal error, reference <ref>`` with
+    its traceback, and return the reference, which the client's answer carries so that
+    an operator finds the traceback by it. ``failure``: a Twisted ``Failure``; without
+    it, the exception being handled."""
+    reference = uuid.uuid4().hex[:12]
+    exc_info: Any = True
+    if failure is not None:
+        exc_info = (failure.type, failure.value, failure.getTracebackObject())
+    exc = failure.value if failure is not None else sys.exc_info()[1]
+    from soapservice import outage
+    if exc is not None and outage.is_store_error(exc):
+        # The store is failing: one line per episode with the real cause, no traceback.
+        outage.STORE.failed(exc, what)
+        return reference
+    logger.error("%s: internal error, reference %s", what, reference, exc_info=exc_info)
+    return reference

@@ -11,7 +11,7 @@ from twisted.python.failure import Failure
 
 from soapservice import policy
 from soapservice.errors import EVENTS
-from soapservice.store import outbox
+from soapservice.store import idempotency, outbox
 
 MAX_EVENT_BYTES = 256 * 1024
 
@@ -20,14 +20,58 @@ class IngestError(ValueError):
     """The event was refused; nothing was stored. The message says why."""
 
 
+# Deeper data is refused: the legacy events nest 3 levels, and 964 levels passed the
+# JSON parser only to blow the stack of the encoder (a 500 with a CRITICAL traceback).
+MAX_EVENT_DEPTH = 32
+
+
+def _deeper_than(data, limit: int) -> bool:
+    """Whether lists/objects in ``data`` nest more than ``limit`` levels (iteratively)."""
+    stack = [(data, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, dict | list):
+            if depth > limit:
+                return True
+            items = value.values() if isinstance(value, dict) else value
+            stack.extend((item, depth + 1) for item in items if isinstance(item, dict | list))
+    return False
+
+
+class IdempotencyConflict(IngestError):
+    """The idempotency key was used within the day for another event or other data."""
+
+
+class Stored(tuple):
+    """(event id, webhooks queued); ``duplicate``: the event stored earlier under the
+    same idempotency key, nothing stored now."""
+
+    duplicate: bool
+
+    def __new__(cls, event_id: int, queued: int, duplicate: bool = False):
+        self = super().__new__(cls, (event_id, queued))
+        self.duplicate = duplicate
+        return self
+
+
+def check_idempotency_key(key) -> str:
+    """1..255 printable ASCII characters (space to tilde)."""
+    if (not isinstance(key, str) or not 1 <= len(key) <= 255
+            or any(not " " <= c <= "~" for c in key)):
+        raise IngestError("Idempotency-Key must be 1 to 255 printable ASCII characters")
+    return key
+
+
 def encode(data) -> str:
     """The body exactly as it will be POSTed: compact JSON, encoded once."""
     if not isinstance(data, dict):
         raise IngestError("event data must be a JSON object")
+    if _deeper_than(data, MAX_EVENT_DEPTH):
+        raise IngestError(f"event data nests deeper than {MAX_EVENT_DEPTH} levels")
     try:
         body = json.dumps(data, separators=(",", ":"), ensure_ascii=False,
                           allow_nan=False)
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, RecursionError) as exc:
         raise IngestError(f"event data is not valid JSON: {exc}") from None
     try:
         size = len(body.encode("utf-8"))
@@ -52,17 +96,35 @@ def prepare(account: str, event: str, data) -> tuple[str, str, str, str | None]:
 
 
 def emit(account: str, event: str, data, *, window_sec: float,
-         now: float | None = None) -> tuple[int, int]:
+         now: float | None = None, idempotency_key: str | None = None) -> Stored:
     """Store ``event`` with ``data`` for ``account``; returns (event id, webhooks queued).
 
+    With ``idempotency_key``, the same key for the same account within 24 hours stores
+    nothing and returns the first event's id (``.duplicate`` is then True); the key
+    with another event or other data raises :class:`IdempotencyConflict`.
     Blocks on the store: call from a worker thread when on the reactor.
     """
     account, event, body, subscriber = prepare(account, event, data)
+    now = time.time() if now is None else now
+    return store_prepared((account, event, body, subscriber), now, window_sec,
+                          idempotency_key)
+
+
+def store_prepared(item: tuple, now: float, window_sec: float,
+                   idempotency_key: str | None) -> Stored:
+    account, event, body, subscriber = item
     try:
-        return outbox.store_event(account, event, body, subscriber,
-                                  time.time() if now is None else now, window_sec)
+        if idempotency_key is None:
+            return Stored(*outbox.store_event(account, event, body, subscriber, now,
+                                              window_sec))
+        key = check_idempotency_key(idempotency_key)
+        return Stored(*idempotency.store_event_once(account, event, body, subscriber, key,
+                                                    now, window_sec))
     except outbox.UnknownAccount:
         raise IngestError(f"unknown account {account!r}") from None
+    except idempotency.Conflict:
+        raise IdempotencyConflict("Idempotency-Key already used within 24 hours for "
+                                  "another event or other data") from None
 
 
 class Ingestor:
@@ -77,33 +139,46 @@ class Ingestor:
 
     MAX_BATCH = 256
 
-    def __init__(self, settings, run_in_store=None):
+    def __init__(self, settings, run_in_store):
         """``run_in_store(fn, *args)``: run a store function on the store thread,
-        returning a Deferred (required for :meth:`submit`)."""
+        returning a Deferred."""
         self.settings = settings
         self.listeners: list = []
+        # Called with the number of events one commit stored (the events counter): the
+        # listeners above hear once per group commit, whatever it carried.
+        self.on_stored: list = []
         self._store = run_in_store
         self._queue: list[tuple[tuple, defer.Deferred]] = []
         self._writing = False
 
-    def emit(self, account: str, event: str, data) -> tuple[int, int]:
-        result = emit(account, event, data, window_sec=self.settings.buffer_window_sec)
-        for listener in self.listeners:
-            listener(result)
-        return result
-
-    def submit(self, account: str, event: str, data) -> defer.Deferred:
+    def submit(self, account: str, event: str, data,
+               idempotency_key: str | None = None) -> defer.Deferred:
         """Store an event (call on the reactor thread); fires with (event id, webhooks
-        queued) once committed, or fails with :class:`IngestError`."""
+        queued) once committed, or fails with :class:`IngestError`. With an
+        idempotency key the event is stored on its own (not in a group commit)."""
         try:
             item = prepare(account, event, data)
+            if idempotency_key is not None:
+                check_idempotency_key(idempotency_key)
         except IngestError:
             return defer.fail()
+        if idempotency_key is not None:
+            d = self._store(store_prepared, item, time.time(),
+                            self.settings.buffer_window_sec, idempotency_key)
+            return d.addCallback(self._stored_one)
         d = defer.Deferred()
         self._queue.append((item, d))
         if not self._writing:
             self._write()
         return d
+
+    def _stored_one(self, result: Stored) -> Stored:
+        if not result.duplicate:
+            for listener in self.listeners:
+                listener(result)
+            for count in self.on_stored:
+                count(1)
+        return result
 
     @defer.inlineCallbacks
     def _write(self):
@@ -120,9 +195,12 @@ class Ingestor:
                     for _, d in batch:
                         d.errback(failure)
                     continue
-                if any(not isinstance(r, Exception) for r in results):
+                stored = sum(not isinstance(r, Exception) for r in results)
+                if stored:
                     for listener in self.listeners:
                         listener(results[-1])
+                    for count in self.on_stored:
+                        count(stored)
                 for (_, d), result in zip(batch, results, strict=True):
                     if isinstance(result, outbox.UnknownAccount):
                         d.errback(IngestError(f"unknown account {result.args[0]!r}"))

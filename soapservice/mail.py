@@ -18,37 +18,22 @@ from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.policy import default as DEFAULT_POLICY
 from email.utils import formatdate, make_msgid
-from urllib.parse import unquote, urlsplit
 
 from twisted.application import service
 from twisted.internet import defer
 from twisted.mail import smtp
 
-from soapservice.models import Account, Notification, Webhook
+from soapservice.config import SmtpServer
+from soapservice.store import notifications
 
 log = logging.getLogger(__name__)
+
+# An attempt taken but never recorded (the process died sending) is due again after this.
+TAKEN_SEC = 600.0
 
 # Waits before the 2nd, 3rd, ... attempt: about 40 minutes in all, then give up.
 RETRY_DELAYS_SEC = (10.0, 60.0, 300.0, 1800.0)
 TIMEOUT_SEC = 30.0
-
-
-@dataclass(frozen=True)
-class SmtpServer:
-    host: str
-    port: int
-    username: str | None = None
-    password: str | None = None
-
-    @classmethod
-    def from_url(cls, url: str) -> SmtpServer:
-        """``smtp://[user:password@]host[:port]`` (port 25 by default); else ValueError."""
-        parts = urlsplit(url.strip())
-        if parts.scheme != "smtp" or not parts.hostname or parts.path not in ("", "/"):
-            raise ValueError("expected smtp://host:port")
-        port = parts.port or 25  # raises ValueError for a bad port
-        return cls(parts.hostname, port, unquote(parts.username) if parts.username else None,
-                   unquote(parts.password) if parts.password else None)
 
 
 @dataclass(frozen=True)
@@ -57,21 +42,25 @@ class Mail:
     to: str
     subject: str
     text: str
+    attempts: int = 0  # failed attempts before this one (a restart resumes the count)
+    next_at: float | None = None  # the stored due time of the next attempt
 
 
 def _when(value: float) -> str:
     return datetime.fromtimestamp(value, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
-def load_mail(webhook_id: int, at: float) -> Mail | None:
-    """The mail of the notification stored for this deactivation (blocking), or None
-    when the account has no e-mail address (or the notification is gone)."""
-    note = (Notification.select(Notification, Account).join(Account)
-            .where((Notification.webhook_id == webhook_id) & (Notification.created_at == at))
-            .order_by(Notification.id.desc()).first())
-    if note is None or not (note.account.email or "").strip():
+def load_mail(notification_id: int) -> Mail | None:
+    """The mail of a stored notification (blocking), or None when the account has no
+    e-mail address (its mail is then no longer pending) or the notification is gone."""
+    found = notifications.for_mail(notification_id)
+    if found is None:
         return None
-    hook = Webhook.get_or_none(Webhook.id == webhook_id)
+    note, hook = found
+    if not (note.account.email or "").strip():
+        notifications.record_mail_attempt(note.id, note.mail_attempts, None)
+        return None
+    webhook_id = note.webhook_id
     name = f"webhook {webhook_id}" + (f" ({hook.app}, {hook.event})" if hook else "")
     events = f"{note.buffered_events} buffered event" + ("" if note.buffered_events == 1
                                                           else "s")
@@ -93,11 +82,20 @@ def load_mail(webhook_id: int, at: float) -> Mail | None:
         "",
         "Or call ActivateWebHook through the API.",
         "",
+        *([
+            "To see what happened (each attempt, what the receiver answered, a chart of "
+            "the last days), send a test and resend events, open the customer portal on "
+            "this webhook:",
+            "",
+            f"    {note.portal_link}",
+            "",
+        ] if note.portal_link else []),
         "-- ",
         "soapservice",
         "",
     ])
-    return Mail(note.id, note.account.email.strip(), subject, text)
+    return Mail(note.id, note.account.email.strip(), subject, text, note.mail_attempts,
+                note.mail_next_at)
 
 
 def build_message(mail: Mail, mail_from: str, now: float) -> bytes:
@@ -114,8 +112,6 @@ def build_message(mail: Mail, mail_from: str, now: float) -> bytes:
     return message.as_bytes()
 
 
-def mark_mailed(notification_id: int, at: float) -> None:
-    Notification.update(mailed_at=at).where(Notification.id == notification_id).execute()
 
 
 def smtp_send(reactor, server: SmtpServer, mail_from: str, to: str, message: bytes,
@@ -147,6 +143,32 @@ class Mailer(service.Service):
             reactor, self.server, self.mail_from, to, message))
         self.delays = tuple(delays)
         self._pending: set = set()  # retry timers, cancelled at stop
+        self._active: set[int] = set()  # notifications being mailed or waiting
+
+    def startService(self):
+        """Resume the mails a previous run left pending (first attempts not made yet,
+        retries waiting), each at its due time."""
+        super().startService()
+        d = self._run(notifications.mail_pending)
+        d.addCallback(self._resume)
+        d.addErrback(lambda f: log.error("mail: could not resume pending mail: %s",
+                                         f.getTraceback()))
+
+    def _resume(self, pending):
+        now = self.reactor.seconds()
+        for note_id, next_at in pending:
+            if note_id not in self._active:
+                self._active.add(note_id)
+                self._later(max(0.0, next_at - now), lambda n=note_id: self._mail(n))
+
+    def _later(self, delay, fn):
+        def run():
+            self._pending.discard(call)
+            fn()
+
+        call = self.reactor.callLater(delay, run)
+        self._pending.add(call)
+        return call
 
     def stopService(self):
         super().stopService()
@@ -154,53 +176,80 @@ class Mailer(service.Service):
             if call.active():
                 call.cancel()
         self._pending.clear()
+        self._active.clear()
 
     def after_deactivate(self, event) -> defer.Deferred:
         """The delivery loop's hook (on the reactor, after the commit). Never raises."""
+        note_id = getattr(event, "notification_id", None)
+        if note_id is None or note_id in self._active:
+            return defer.succeed(None)
+        self._active.add(note_id)
+        return self._mail(note_id)
+
+    def _mail(self, note_id: int) -> defer.Deferred:
         try:
-            d = self._run(load_mail, event.webhook_id, event.at)
+            d = self._run(load_mail, note_id)
         except Exception:
-            log.exception("mail: could not start loading the notification")
+            log.exception("mail: could not start loading notification %d", note_id)
+            self._active.discard(note_id)
             return defer.succeed(None)
         d.addCallback(self._first_attempt)
-        d.addErrback(lambda f: log.error("mail: notification of webhook %d not mailed: %s",
-                                         event.webhook_id, f.getTraceback()))
+        d.addErrback(lambda f: log.error("mail: notification %d not mailed: %s",
+                                         note_id, f.getTraceback()))
+        d.addBoth(lambda _: self._active.discard(note_id))
         return d
 
     def _first_attempt(self, mail: Mail | None):
         if mail is None:
             return None
         message = build_message(mail, self.mail_from, self.reactor.seconds())
-        return self._attempt(mail, message, 1)
+        return self._attempt(mail, message, mail.attempts + 1, mail.next_at)
 
-    def _attempt(self, mail: Mail, message: bytes, number: int) -> defer.Deferred:
+    def _attempt(self, mail: Mail, message: bytes, number: int,
+                 expected_next_at: float | None) -> defer.Deferred:
         if not self.running:
             log.warning("mail: stopping; notification %d not mailed", mail.notification_id)
             return defer.succeed(None)
-        d = defer.maybeDeferred(self._send, mail.to, message)
+        d = self._run(notifications.take_mail, mail.notification_id, expected_next_at,
+                      self.reactor.seconds() + TAKEN_SEC)
+
+        def send(taken):
+            if not taken:
+                log.info("mail: notification %d is being mailed elsewhere",
+                         mail.notification_id)
+                return defer.succeed(None)
+            return defer.maybeDeferred(self._send, mail.to, message).addCallbacks(
+                sent, failed)
 
         def sent(_):
             log.info("mail: notification %d sent to %s", mail.notification_id, mail.to)
-            return self._run(mark_mailed, mail.notification_id, self.reactor.seconds())
+            return self._run(notifications.mark_mailed, mail.notification_id,
+                             self.reactor.seconds())
 
         def failed(failure):
             reason = failure.getErrorMessage()
             if number > len(self.delays):
                 log.error("mail: giving up on notification %d to %s after %d attempts: %s",
                           mail.notification_id, mail.to, number, reason)
-                return None
+                return self._run(notifications.record_mail_attempt, mail.notification_id,
+                                 number, None)
             delay = self.delays[number - 1]
             log.warning("mail: sending notification %d to %s failed (attempt %d: %s); "
                         "retrying in %g s", mail.notification_id, mail.to, number, reason,
                         delay)
             retried = defer.Deferred()
 
+            next_at = self.reactor.seconds() + delay
+
             def again():
-                self._pending.discard(call)
-                self._attempt(mail, message, number + 1).chainDeferred(retried)
+                self._attempt(mail, message, number + 1, next_at).chainDeferred(retried)
 
-            call = self.reactor.callLater(delay, again)
-            self._pending.add(call)
-            return retried
+            def persisted(_):
+                self._later(delay, again)
+                return retried
 
-        return d.addCallbacks(sent, failed)
+            # Stored first: a restart before the retry resumes it at the same time.
+            return self._run(notifications.record_mail_attempt, mail.notification_id,
+                             number, next_at).addCallback(persisted)
+
+        return d.addCallback(send)

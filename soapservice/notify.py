@@ -14,8 +14,10 @@ import hmac
 import json
 import logging
 
-from soapservice.models import Delivery, Notification, Webhook
-from soapservice.store import server_secret
+from soapservice import portal_links
+from soapservice.steering import GONE_REASON
+from soapservice.store import notifications as stored
+from soapservice.store import server_secret, webhooks
 
 log = logging.getLogger(__name__)
 
@@ -68,29 +70,28 @@ def link_for(base_url: str, token: str) -> str:
     return f"{base_url}/reactivate/{token}"
 
 
-def store_notification(event, *, base_url: str, ttl_sec: float) -> Notification:
-    """Store the notification of a deactivation (runs inside the outcome transaction)."""
+def store_notification(event, *, base_url: str, ttl_sec: float, mail: bool = False) -> int:
+    """Store the notification of a deactivation (runs inside the outcome transaction)
+    and return its id; ``mail``: its mail is due now (kept pending across restarts)."""
     token = make_token(server_secret(KEY_NAME), event.webhook_id, event.deactivations,
                        event.at + ttl_sec)
-    hook = Webhook.get_by_id(event.webhook_id)
-    reason = (f"Webhook {hook.id} ({hook.app}, {hook.event}, {hook.url}) was deactivated: "
-              f"its URL stayed unreachable through the whole retry schedule "
-              f"({event.failure_count} consecutive failed attempts).")
-    return Notification.create(
-        account=event.account_id, webhook_id=event.webhook_id, reason=reason,
+    hook = webhooks.get_by_id(event.webhook_id)
+    if event.last_error == GONE_REASON:  # the receiver said so (steering)
+        why = "its receiver answered 410 Gone: gone (410), the URL is gone for good."
+    else:
+        why = (f"its URL stayed unreachable through the whole retry schedule "
+               f"({event.failure_count} consecutive failed attempts).")
+    reason = f"Webhook {hook.id} ({hook.app}, {hook.event}, {hook.url}) was deactivated: {why}"
+    held = getattr(event, "held", 0)
+    if held:
+        reason += (f" {held} events of other webhooks at the same URL wait behind its "
+                   f"buffer (held, to keep each subscriber's order); they go after the "
+                   f"replay, or when the buffer is discarded or the webhook deleted.")
+    # The portal link opens the customer portal on this webhook, valid as long.
+    portal_link = portal_links.make_link(server_secret(KEY_NAME), base_url, event.account_id,
+                                         event.webhook_id, event.at + ttl_sec)
+    return stored.create(
+        account_id=event.account_id, webhook_id=event.webhook_id, reason=reason,
         last_error=event.last_error, failure_count=event.failure_count,
-        buffered_events=event.buffered, link=link_for(base_url, token), created_at=event.at)
-
-
-def notifications(account_name: str | None = None) -> list[Notification]:
-    from soapservice.models import Account
-    query = Notification.select(Notification, Account).join(Account)
-    if account_name is not None:
-        query = query.where(Account.username == account_name)
-    return list(query.order_by(Notification.created_at.desc(), Notification.id.desc()))
-
-
-def buffered_count(webhook_id: int) -> int:
-    from soapservice.models import BUFFERED
-    return Delivery.select().where((Delivery.webhook == webhook_id)
-                                   & (Delivery.state == BUFFERED)).count()
+        buffered=event.buffered, held=held, link=link_for(base_url, token), at=event.at,
+        mail=mail, portal_link=portal_link)

@@ -12,10 +12,13 @@ from __future__ import annotations
 import hashlib
 import hmac
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from soapservice import notify
-from soapservice.models import Notification, Setting, Webhook
-from soapservice.store import webhooks, write_transaction
+from soapservice.store import existing_secret, notifications, webhooks, write_transaction
+
+if TYPE_CHECKING:
+    from soapservice.models import Webhook
 
 
 class LinkRefused(Exception):
@@ -45,12 +48,6 @@ class LinkView:
     form_key: bytes
 
 
-def _server_key() -> bytes | None:
-    """The signing key, read only (a GET must not create it)."""
-    row = Setting.get_or_none(Setting.key == notify.KEY_NAME)
-    return bytes.fromhex(row.value) if row else None
-
-
 def form_key(key: bytes, token: str) -> bytes:
     return hmac.new(key, b"reactivate-form|" + token.encode(), hashlib.sha256).digest()
 
@@ -61,7 +58,7 @@ def form_value(key: bytes, nonce: str) -> str:
 
 
 def _hook_for(token: str, now: float) -> tuple[Webhook, bytes]:
-    key = _server_key()
+    key = existing_secret(notify.KEY_NAME)  # read only: a GET must not create it
     if key is None:
         raise LinkRefused(404, "This link is not valid",
                           "It was not issued by this server, or it was changed on its way.")
@@ -93,11 +90,9 @@ def _hook_for(token: str, now: float) -> tuple[Webhook, bytes]:
 def view(token: str, now: float) -> LinkView:
     """What the GET page shows; :class:`LinkRefused` when the link cannot act."""
     hook, key = _hook_for(token, now)
-    note = (Notification.select().where(Notification.webhook_id == hook.id)
-            .order_by(Notification.created_at.desc(), Notification.id.desc()).first())
     return LinkView(hook.id, hook.app, hook.event, hook.url, hook.deactivated_at,
-                    note.reason if note else None, hook.last_error, hook.failure_count,
-                    notify.buffered_count(hook.id), form_key(key, token))
+                    notifications.latest_reason(hook.id), hook.last_error, hook.failure_count,
+                    webhooks.buffered_count(hook.id), form_key(key, token))
 
 
 def reactivate(token: str, replay: bool, now: float, nonce: str,
@@ -109,9 +104,10 @@ def reactivate(token: str, replay: bool, now: float, nonce: str,
         expected = form_value(before.form_key, nonce) if nonce else ""
         if not (nonce and field and hmac.compare_digest(field, expected)):
             raise FormRefused("the form does not belong to this browser session")
-        hook = Webhook.get_by_id(before.webhook_id)
-        outcome = webhooks.activate(hook.account_id, hook.id, replay, now)
+        hook = webhooks.get_by_id(before.webhook_id)
+        outcome = None if hook is None else webhooks.activate(
+            hook.account_id, hook.id, replay, now)
         if outcome is None:  # cannot happen inside the transaction; be safe anyway
             raise LinkRefused(410, "This webhook no longer exists",
-                              f"Webhook {hook.id} was deleted.")
+                              f"Webhook {before.webhook_id} was deleted.")
         return before, outcome[1]

@@ -6,22 +6,28 @@ from __future__ import annotations
 import functools
 import logging
 import threading
+from dataclasses import dataclass
+from typing import Any
 
-from twisted.application import internet, service
+from twisted.application import service
 from twisted.internet import defer
-from twisted.internet.threads import deferToThreadPool
+from twisted.internet.threads import blockingCallFromThread
 from twisted.python.threadpool import ThreadPool
-from twisted.web import server
+from twisted.web import resource, server
 
-from soapservice import metrics, notify, store
+from soapservice import metrics, notify
 from soapservice.api import WebhookAPI
 from soapservice.config import Settings
 from soapservice.delivery import DeliveryService
 from soapservice.ingest import Ingestor
+from soapservice.lookups import DeliveryLookups
 from soapservice.mail import Mailer
-from soapservice.sender import Sender
-from soapservice.store import outbox
+from soapservice.sender import Sender, descriptor_budget
+from soapservice.services import Listener, Runner, tcp_description
+from soapservice.store import Store
 from soapservice.web.accesslog import AccessLog
+from soapservice.web.clientaddr import parse_networks
+from soapservice.web.connections import ConnectionLimits, GuardedSite
 from soapservice.web.events import Events
 from soapservice.web.health import Health
 from soapservice.web.limits import limited_request_factory
@@ -86,18 +92,22 @@ class SequentialMultiService(service.MultiService):
     MultiService stops them all at once, and the delivery loop still needs the store
     thread while it finishes)."""
 
+    def __init__(self, site: DrainingSite | None = None, access_log: AccessLog | None = None):
+        super().__init__()
+        self.site, self.access_log = site, access_log
+
     @defer.inlineCallbacks
     def stopService(self):
         service.Service.stopService(self)
-        if getattr(self, "site", None) is not None:
+        if self.site is not None:
             self.site.draining = True  # keep-alive connections outlive the listening port
         for child in reversed(list(self)):
             yield defer.maybeDeferred(child.stopService)
-        if getattr(self, "access_log", None) is not None:
+        if self.access_log is not None:
             self.access_log.close()
 
 
-class DrainingSite(server.Site):
+class DrainingSite(GuardedSite):
     """A site that, once stopping, takes no new request on connections still open
     (keep-alive clients): 503 with ``Connection: close``, while attempts in flight end."""
 
@@ -120,30 +130,68 @@ class DrainingSite(server.Site):
 
 def make_site(settings: Settings, reactor, pool, api: WebhookAPI, extra=None,
               access_log: AccessLog | None = None) -> server.Site:
-    site = DrainingSite(build_root(api, settings, reactor, pool, extra))
+    site = DrainingSite(build_root(api, settings, reactor, pool, extra),
+                        ConnectionLimits.from_settings(settings), reactor)
     site.access_log = access_log
-    site.requestFactory = limited_request_factory(settings.max_body_bytes)
+    site.requestFactory = limited_request_factory(
+        settings.max_body_bytes, settings.max_form_bytes,
+        parse_networks(settings.trusted_proxies))
     site.displayTracebacks = False
     return site
 
 
+def _delivery_descriptors(settings: Settings) -> tuple[Settings, int]:
+    """Fit delivery's connections under RLIMIT_NOFILE beside the inbound cap and a
+    reserve: fewer attempts in flight (said in the log) and fewer idle connections."""
+    import resource
+    soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return settings, 1024
+    inbound = ConnectionLimits.from_settings(settings).max_connections  # the same cap
+    in_flight, idle = descriptor_budget(soft, inbound, settings.global_concurrency)
+    if in_flight < settings.global_concurrency:
+        log.warning("descriptor limit %d: delivery keeps at most %d requests in flight "
+                    "(SOAPSERVICE_GLOBAL_CONCURRENCY=%d) beside %d inbound connections; "
+                    "raise the limit (ulimit -n) for more", soft, in_flight,
+                    settings.global_concurrency, inbound)
+        settings = settings.replace(global_concurrency=in_flight)
+    return settings, min(idle, 1024)
+
+
 def make_delivery(settings: Settings, reactor, store_pool, dns_pool, targets,
                   **kwargs) -> DeliveryService:
+    settings, max_idle = _delivery_descriptors(settings)
     sender = metrics.MeteredSender(
         Sender(reactor, targets, dns_pool, settings.delivery_timeout_sec,
-               max_per_host=min(256, settings.global_concurrency)))
+               lookups=DeliveryLookups(reactor, Runner(reactor, dns_pool), min(
+                   settings.dns_timeout_sec, settings.delivery_timeout_sec), per_key=1,
+                   per_group=max(1, settings.dns_threads // 4)),
+               max_per_host=min(256, settings.global_concurrency), max_idle=max_idle))
     on_deactivate = functools.partial(notify.store_notification, base_url=settings.base_url,
-                                      ttl_sec=settings.token_ttl_days * 86400)
-    def run_in_store(fn, *args):
-        return deferToThreadPool(reactor, store_pool, fn, *args)
+                                      ttl_sec=settings.token_ttl_days * 86400,
+                                      mail=bool(settings.smtp_url))
+    return DeliveryService(settings, sender, Runner(reactor, store_pool), reactor,
+                           on_deactivate=on_deactivate, on_takeover=metrics.count_takeovers,
+                           **kwargs)
 
-    return DeliveryService(settings, sender, run_in_store, reactor,
-                           on_deactivate=on_deactivate, **kwargs)
+
+class TestSenderService(service.Service):
+    """TestWebHook's sender (the delivery sender's class, so the same target guard and
+    timeout), called from API threads; its connections close with the service."""
+
+    def __init__(self, reactor, sender: Sender):
+        self.reactor, self.sender = reactor, sender
+
+    def send(self, url: str, headers, body: bytes):
+        return blockingCallFromThread(self.reactor, self.sender.send, url, headers, body)
+
+    def stopService(self):
+        super().stopService()
+        return self.sender.close()
 
 
 def metrics_site(reactor, pool, access_log: AccessLog | None = None) -> server.Site:
     """The small site of SOAPSERVICE_METRICS_PORT: /metrics and /healthz."""
-    from twisted.web import resource
     root = resource.Resource()
     root.putChild(b"metrics", Metrics(reactor, pool))
     root.putChild(b"healthz", Health(reactor, pool))
@@ -152,57 +200,101 @@ def metrics_site(reactor, pool, access_log: AccessLog | None = None) -> server.S
     return site
 
 
-def make_service(settings: Settings, reactor=None, *, web: bool = True
-                 ) -> SequentialMultiService:
-    """Children start in order and stop in reverse: the web stops taking requests
-    first, then the delivery loop finishes its attempts, then the pools stop.
+@dataclass
+class App:
+    """What :func:`make_app` built. Start and stop ``service``; the rest is what the
+    command line and tests reach for (``web.address`` is the bound address)."""
+
+    settings: Settings  # with the bound port when SOAPSERVICE_PORT was 0
+    store: Store
+    reactor: Any  # the reactor everything was wired to
+    service: SequentialMultiService
+    api: WebhookAPI
+    ingestor: Ingestor
+    access_log: AccessLog
+    delivery: DeliveryService | None = None
+    mailer: Mailer | None = None
+    site: DrainingSite | None = None
+    web: Listener | None = None
+    metrics: Listener | None = None
+
+
+def make_app(settings: Settings, reactor=None, *, store: Store, web: bool = True) -> App:
+    """The whole service, wired, on ``store`` (opened by the caller: ``Store.open``).
+    Its children start in order and stop in reverse: the web stops taking requests
+    first, then the delivery loop finishes its attempts, then the pools stop. Nothing
+    here sets a module global: what the parts call back (wake-ups, lease takeovers into
+    the metrics, notifications) is handed to them. It writes to the store once: the
+    operator's system webhook is made to match the settings.
 
     ``web=False``: a worker (``soapservice worker``), the delivery loop only."""
     if reactor is None:
         from twisted.internet import reactor
-    store.open_store(settings.database_url, synchronous=settings.sqlite_synchronous)
-    outbox.on_lease_takeover[:] = [metrics.count_takeovers]
+    import time
+
+    from soapservice.store import operator_events
+    operator_events.configure(settings.operator_webhook_url,
+                              settings.operator_webhook_secret, time.time())
+    early = None
+    if web and settings.port == 0:
+        # Port 0: bind now, so that WSDLs and links name the port the system chose.
+        early = Listener(reactor, tcp_description(0, settings.host))
+        settings = settings.replace(port=early.bind().port)
     top = SequentialMultiService()
     pool = ThreadPool(minthreads=2, maxthreads=16, name="soapservice-api")
+    # The delivery loop's store work (claims, outcomes, purge chunks) and ingest's group
+    # commits run on two threads, each with its own connection: an event's commit waits
+    # at most for one short delivery transaction (SQLite WAL: one writer at a time,
+    # ``BEGIN IMMEDIATE`` queues), never behind a queue of claims and outcome batches.
     store_pool = ThreadPool(minthreads=1, maxthreads=1, name="soapservice-store")
-    dns_pool = ThreadPool(minthreads=0, maxthreads=4, name="soapservice-dns")
-    for p in (pool, store_pool, dns_pool):
+    ingest_pool = ThreadPool(minthreads=1, maxthreads=1, name="soapservice-ingest")
+    dns_pool = ThreadPool(minthreads=0, maxthreads=settings.dns_threads,
+                          name="soapservice-dns")
+    for p in (pool, store_pool, ingest_pool, dns_pool):
         ThreadPoolService(p, reactor).setServiceParent(top)
     api = WebhookAPI(settings)
-    ingestor = Ingestor(settings, functools.partial(deferToThreadPool, reactor, store_pool))
-    top.delivery = None
+    ingestor = Ingestor(settings, Runner(reactor, ingest_pool))
+    delivery: DeliveryService | None = None
     reactivate = Reactivate(settings, reactor, pool)
-    top.mailer = None
+    mailer: Mailer | None = None
     if settings.smtp_url and settings.delivery_enabled:
         # Before the delivery loop, so it stops after it (a last deactivation still mails).
-        top.mailer = Mailer(settings, reactor,
-                            functools.partial(deferToThreadPool, reactor, pool))
-        top.mailer.setServiceParent(top)
+        mailer = Mailer(settings, reactor, Runner(reactor, pool))
+        mailer.setServiceParent(top)
     if settings.delivery_enabled:
         delivery = make_delivery(settings, reactor, store_pool, dns_pool, api.targets,
-                                 after_deactivate=top.mailer and top.mailer.after_deactivate)
+                                 after_deactivate=mailer and mailer.after_deactivate)
         delivery.setServiceParent(top)
         ingestor.listeners.append(delivery.wake_from_thread)
         api.on_webhook_activated.append(delivery.wake_from_thread)
         reactivate.on_webhook_activated.append(delivery.wake_from_thread)
         api.on_webhook_deleted.append(delivery.forget_webhook)
-        top.delivery = delivery
-        if store.is_postgres():
+        if store.postgres:
             ListenerService(settings.database_url, delivery.wake_from_thread
                             ).setServiceParent(top)
-    ingestor.listeners.append(lambda _result: metrics.EVENTS.inc())
-    top.access_log = AccessLog(settings.access_log, reactor)
-    top.metrics = None
+    ingestor.on_stored.append(metrics.EVENTS.inc)
+    top.access_log = access_log = AccessLog(settings.access_log, reactor)
+    metrics_port: Listener | None = None
     if settings.metrics_port is not None:
-        top.metrics = internet.TCPServer(
-            settings.metrics_port, metrics_site(reactor, pool, top.access_log),
-            interface=settings.host)
-        top.metrics.setServiceParent(top)
-    top.api, top.ingestor, top.site, top.web = api, ingestor, None, None
+        metrics_port = Listener(reactor, tcp_description(settings.metrics_port, settings.host),
+                                metrics_site(reactor, pool, access_log))
+        metrics_port.setServiceParent(top)
+    app = App(settings, store, reactor, top, api, ingestor, access_log, delivery, mailer,
+              metrics=metrics_port)
     if web:
+        tests = TestSenderService(reactor, Sender(reactor, api.targets, dns_pool,
+                                                  settings.delivery_timeout_sec,
+                                                  max_per_host=4))
+        tests.setServiceParent(top)
+        api.send_test = tests.send
         extra = {"events": Events(ingestor, settings.ingest_token, reactor, pool),
                  "reactivate": reactivate, "metrics": Metrics(reactor, pool)}
-        top.site = make_site(settings, reactor, pool, api, extra, top.access_log)
-        top.web = internet.TCPServer(settings.port, top.site, interface=settings.host)
-        top.web.setServiceParent(top)
-    return top
+        top.site = app.site = make_site(settings, reactor, pool, api, extra, access_log)
+        if early is not None:
+            early.serve(app.site)
+            app.web = early
+        else:
+            app.web = Listener(reactor, tcp_description(settings.port, settings.host),
+                               app.site)
+        app.web.setServiceParent(top)
+    return app

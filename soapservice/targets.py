@@ -107,8 +107,12 @@ class TargetPolicy:
     def check_url(self, url: str, resolve: Resolver | None = None) -> str:
         """Validate ``url``; resolve its host and refuse a forbidden address.
 
-        Returns the URL. Raises :class:`TargetRefused`.
+        Returns the URL to store: as given when it can be sent as it is, else its
+        :func:`normalise_url` form (IDNA host, percent-encoded path). Raises
+        :class:`TargetRefused`.
         """
+        if needs_normalising(url):
+            url = normalise_url(url)
         host, port = parse_target(url)
         if not self.allow_private:
             self.resolve_checked(host, port, resolve)
@@ -150,6 +154,45 @@ def parse_target(url: str) -> tuple[str, int]:
     return host, port or (443 if scheme == "https" else 80)
 
 
+# What may stay as it is in a path, query or fragment (RFC 3986 pchar and "/?"; "%"
+# so that existing escapes are kept); everything else is percent-encoded as UTF-8,
+# as WHATWG's URL parser does.
+_PATH_SAFE = "/%:@!$&'()*+,;=-._~"
+_QUERY_SAFE = _PATH_SAFE + "?"
+
+
+def needs_normalising(url: str) -> bool:
+    """True when ``url`` cannot go on the wire as written (non-ASCII, or characters
+    RFC 3986 never allows unescaped)."""
+    return isinstance(url, str) and (not url.isascii() or any(c in url for c in _UNSAFE))
+
+
+_UNSAFE = '"<>^`{|}'
+
+
+def normalise_url(url: str) -> str:
+    """The form of ``url`` that can be sent: the host in IDNA (``bücher.test`` ->
+    ``xn--bcher-kva.test``), lower-case scheme and host, non-ASCII and other unsafe
+    characters of path and query percent-encoded as UTF-8, no fragment (it is never
+    sent). Raises :class:`TargetRefused` when it cannot be written that way."""
+    from urllib.parse import quote, urlunsplit
+    host, port = parse_target(url)
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    shown = f"[{host}]" if ":" in host else host
+    if parts.port is not None and port != (443 if scheme == "https" else 80):
+        shown = f"{shown}:{port}"
+    try:
+        path = quote(parts.path, safe=_PATH_SAFE) or "/"
+        query = quote(parts.query, safe=_QUERY_SAFE)
+    except UnicodeError:
+        raise TargetRefused("URL path cannot be written as UTF-8") from None
+    normal = urlunsplit((scheme, shown, path, query, ""))
+    if len(normal) > MAX_URL_LENGTH:
+        raise TargetRefused(f"URL is longer than {MAX_URL_LENGTH} characters once encoded")
+    return normal
+
+
 def literal_address(host: str) -> str | None:
     """The IP address a host written as a number stands for, else None."""
     try:
@@ -168,7 +211,7 @@ def literal_address(host: str) -> str | None:
 def resolve_host(host: str, port: int) -> list[str]:
     """The system resolver: every address of ``host`` (IPv4 and IPv6)."""
     infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    return list(dict.fromkeys(info[4][0] for info in infos))
+    return list(dict.fromkeys(str(info[4][0]) for info in infos))
 
 
 def _is_localhost_name(host: str) -> bool:
@@ -176,7 +219,8 @@ def _is_localhost_name(host: str) -> bool:
     return host == "localhost" or host.endswith(".localhost")
 
 
-def _embedded_ipv4(ip):
+def _embedded_ipv4(ip: ipaddress.IPv4Address | ipaddress.IPv6Address
+                   ) -> ipaddress.IPv4Address | None:
     """The IPv4 address an IPv6 address carries (mapped, compatible, NAT64, 6to4)."""
     if ip.version != 6:
         return None

@@ -46,8 +46,10 @@ def start_chromium(chromium: str, chromedriver: str, profile_dir: Path, size=DES
     return driver
 
 
-def wait_for(condition, timeout=15.0, interval=0.05, message="condition"):
-    """Poll ``condition()`` until it returns a truthy value; that value is returned."""
+def wait_for(condition, timeout=60.0, interval=0.05, message="condition"):
+    """Poll ``condition()`` until it returns a truthy value; that value is returned.
+    The deadline only ends a wait that would never succeed: it is long, since a loaded
+    machine (CI beside other work, load 10 on 2 cores) takes many times a quiet one's."""
     deadline = time.monotonic() + timeout
     last_error = None
     while time.monotonic() < deadline:
@@ -79,10 +81,32 @@ def screenshot(driver, name: str) -> Path:
     return path
 
 
-def console_errors(driver) -> list[str]:
-    """The page's console messages of level SEVERE (script errors, failed loads)."""
+def console_errors(driver, page_status: int | None = None) -> list[str]:
+    """The page's console messages of level SEVERE (script errors, failed loads) since
+    the last call.
+
+    ``page_status``: the page itself was answered with this non-2xx status on purpose
+    (a refusal page: 403, 404, 410). Chromium reports every non-2xx load, the page's
+    own included, as ``<url> - Failed to load resource: the server responded with a
+    status of N (...)``; that one report, naming this page's address and this status,
+    is the status doing its job (docs/portal.rst, "Refusal pages") and is left out.
+    Everything else still counts: a style sheet or image that failed, a CSP refusal, a
+    script error, the page answered with another status, another page's report."""
     try:
         entries = driver.get_log("browser")
     except Exception:  # not every driver offers the log
         return []
-    return [e["message"] for e in entries if e.get("level") == "SEVERE"]
+    own = None
+    if page_status is not None:
+        own = (f"{driver.current_url} - Failed to load resource: the server responded "
+               f"with a status of {page_status} ")
+    return [e["message"] for e in entries if e.get("level") == "SEVERE"
+            and not (own and e["message"].startswith(own))]
+
+
+def page_status(driver) -> int | None:
+    """The HTTP status the page's own load was answered with (Navigation Timing's
+    ``responseStatus``; None where the browser does not report it)."""
+    return driver.execute_script(
+        "const nav = performance.getEntriesByType('navigation')[0];"
+        "return nav && nav.responseStatus !== undefined ? nav.responseStatus : null;")

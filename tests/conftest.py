@@ -1,113 +1,77 @@
-"""Shared fixtures: a real ``soapservice serve`` process on a free port with a temp
-SQLite store (or the PostgreSQL of SOAPSERVICE_TEST_DATABASE_URL), and an account."""
+"""Shared fixtures and the two test layers.
+
+Markers, applied here at collection so that no file has to remember them:
+``server`` on every test that starts a ``soapservice`` process (through a fixture
+declared with ``tests.support.server.server_fixture`` or one that builds a ``Server``
+or a ``Worker``, or marked by hand), and
+``postgres`` on every test of a store (``store_url``/``pg_database``), which then runs
+on PostgreSQL too when SOAPSERVICE_TEST_DATABASE_URL is set. ``make test`` runs
+``-m "not server"`` first (in-process, seconds), then ``-m server``.
+"""
 
 from __future__ import annotations
 
 import os
-import socket
-import subprocess
-import sys
-import time
-from pathlib import Path
 
 import pytest
-import requests
 
-ROOT = Path(__file__).resolve().parent.parent
-PASSWORD = "correct horse battery staple"
+from tests.support import server as _server
+from tests.support.server import PASSWORD, ROOT, Server, free_port, server_fixture, soapservice
 
+__all__ = ["PASSWORD", "ROOT", "Server", "free_port", "soapservice", "require_tool"]
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+STORE_FIXTURES = {"store_url", "pg_database"}
 
 
-def soapservice(*args, env=None, input=None, check=True):
-    """Run the ``soapservice`` command line as a user would."""
-    return subprocess.run([sys.executable, "-m", "soapservice", *args], env=env, input=input,
-                          capture_output=True, text=True, check=check, timeout=120)
+PROCESSES = {"Server", "Worker"}  # tests.support.server's process starters
 
 
-class Server:
-    """A running ``soapservice serve``; ``url`` is its base URL."""
-
-    def __init__(self, tmp_path: Path, extra_env: dict | None = None):
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.db_path = tmp_path / "soapservice.db"
-        self.env = dict(os.environ)
-        self.env.update({
-            "SOAPSERVICE_DATABASE_URL": f"sqlite:///{self.db_path}",
-            "SOAPSERVICE_PORT": str(self.port),
-            "SOAPSERVICE_HOST": "127.0.0.1",
-            "SOAPSERVICE_ALLOW_PRIVATE_TARGETS": "1",
-            "SOAPSERVICE_INGEST_TOKEN": "test-ingest-token",
-            "PYTHONUNBUFFERED": "1",
-        })
-        self.env.update(extra_env or {})
-        self.log_path = tmp_path / "serve.log"
-        self.proc = None
-
-    def add_account(self, user="alice", password=PASSWORD, email=None):
-        args = ["account", "add", user] + (["--email", email] if email else [])
-        soapservice(*args, env=self.env, input=password + "\n")
-        return user, password
-
-    def start(self):
-        """Start ``serve`` and wait until *this* process listens (its log says so): a
-        /healthz answer alone could come from another test's server on a reused port."""
-        for _ in range(3):
-            self._log = open(self.log_path, "ab")
-            offset = self.log_path.stat().st_size
-            self.proc = subprocess.Popen([sys.executable, "-m", "soapservice", "serve"],
-                                         env=self.env, stdout=self._log,
-                                         stderr=subprocess.STDOUT)
-            marker = f"listening on http://127.0.0.1:{self.port}/"
-            deadline = time.monotonic() + 30
-            while time.monotonic() < deadline:
-                text = self.log_path.read_bytes()[offset:].decode(errors="replace")
-                if self.proc.poll() is not None:
-                    if "Address already in use" in text or "Couldn't listen" in text:
-                        break  # the port was taken meanwhile: try another
-                    raise RuntimeError("server exited:\n" + text)
-                if marker in text:
-                    try:
-                        if requests.get(self.url + "/healthz", timeout=1).status_code == 200:
-                            return self
-                    except requests.ConnectionError:
-                        pass
-                time.sleep(0.05)
-            else:
-                raise RuntimeError("server did not start:\n" + self.log())
-            self._log.close()
-            self._switch_port(free_port())
-        raise RuntimeError("no free port found:\n" + self.log())
-
-    def _switch_port(self, port):
-        self.port = port
-        self.url = f"http://127.0.0.1:{port}"
-        self.env["SOAPSERVICE_PORT"] = str(port)
-
-    def stop(self, sig=None):
-        if self.proc and self.proc.poll() is None:
-            if sig is None:
-                self.proc.terminate()
-            else:
-                self.proc.send_signal(sig)
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        if getattr(self, "_log", None):
-            self._log.close()
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
+def _fixture_starts_server(func) -> bool:
+    """Declared with server_fixture, or a fixture or test that builds a ``Server`` or a
+    ``Worker``."""
+    code = getattr(func, "__code__", None)
+    return getattr(func, "starts_server", False) or (
+        code is not None and bool(PROCESSES & set(code.co_names)))
 
 
-@pytest.fixture
+def _starts_server(item) -> bool:
+    if _fixture_starts_server(getattr(item, "function", None)):
+        return True  # the test builds a Server itself
+    info = getattr(item, "_fixtureinfo", None)
+    if info is None:
+        return False
+    return any(_fixture_starts_server(fixturedef.func)
+               for fixturedefs in info.name2fixturedefs.values() for fixturedef in fixturedefs)
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if _starts_server(item):
+            item.add_marker(pytest.mark.server)
+        if STORE_FIXTURES & set(item.fixturenames):
+            item.add_marker(pytest.mark.postgres)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_setup(item):
+    """Fixtures of an unmarked test may not start a server (see support/server.py)."""
+    _server.allowed = item.get_closest_marker("server") is not None
+    try:
+        return (yield)
+    finally:
+        _server.allowed = True
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item):
+    _server.allowed = item.get_closest_marker("server") is not None
+    try:
+        return (yield)
+    finally:
+        _server.allowed = True
+
+
+@server_fixture
 def make_server(tmp_path):
     servers = []
 

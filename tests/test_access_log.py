@@ -11,17 +11,26 @@ from twisted.web.http import combinedLogFormatter, datetimeToLogString
 from twisted.web.http_headers import Headers
 
 from soapservice.config import ConfigError
-from soapservice.web.accesslog import AccessLog, access_line, redact_uri
+from soapservice.web.accesslog import AccessLog, access_line, redact_referrer, redact_uri
 from tests.conftest import PASSWORD
 
 TIMESTAMP = datetimeToLogString(1_700_000_000)
 
 
 class RedactedRequest:
-    """The request as twisted's formatter should see it: the URI redacted."""
+    """The request as twisted's formatter should see it: the URI and Referer redacted."""
 
     def __init__(self, request):
         self._request, self.uri = request, redact_uri(request.uri)
+        self.requestHeaders = Headers()
+        for name, values in request.requestHeaders.getAllRawHeaders():
+            if name.lower() == b"referer":
+                values = [redact_referrer(values[-1])]
+            self.requestHeaders.setRawHeaders(name, values)
+
+    def getHeader(self, name):
+        values = self.requestHeaders.getRawHeaders(name)
+        return values[-1] if values else None
 
     def __getattr__(self, name):
         return getattr(self._request, name)
@@ -73,12 +82,12 @@ def test_a_turns_lines_go_out_together_in_order(tmp_path):
     path = tmp_path / "access.log"
     clock = task.Clock()
     log = AccessLog(str(path), clock)
-    log.log(TIMESTAMP, FakeRequest(uri=b"/first"))
-    log.log(TIMESTAMP, FakeRequest(uri=b"/second"))
+    log.log(TIMESTAMP, FakeRequest(uri=b"/soap"))
+    log.log(TIMESTAMP, FakeRequest(uri=b"/soap12"))
     assert path.read_text() == ""  # nothing yet: the reactor's turn is not over
     clock.advance(0)
     assert [line.split('"')[3] for line in path.read_text().splitlines()] == [
-        "POST /first HTTP/1.1", "POST /second HTTP/1.1"]
+        "POST /soap HTTP/1.1", "POST /soap12 HTTP/1.1"]
     log.log(TIMESTAMP, FakeRequest(uri=b"/third"))
     log.close()  # stopping writes what is left
     assert path.read_text().count("\n") == 3

@@ -9,11 +9,13 @@ import requests
 
 from soapservice import auth
 from tests.conftest import PASSWORD, Server, soapservice
+from tests.support.doubles import SettableTime
+from tests.support.server import server_fixture
 
 NEW_PASSWORD = "Tr0ub4dor&3 but longer"
 
 
-@pytest.fixture(scope="module")
+@server_fixture(scope="module")
 def srv(tmp_path_factory):
     server = Server(tmp_path_factory.mktemp("accounts"))
     server.add_account("alice")
@@ -56,7 +58,7 @@ def test_add_list_passwd_remove(srv):
         "username": "carol", "password": NEW_PASSWORD, "app": "crm",
         "event": "optin_finalized", "url": "http://127.0.0.1:9/h"}).json()
     assert created["error"] == 0
-    removed = cli(srv, "remove", "carol")
+    removed = cli(srv, "remove", "carol", "--yes")
     assert removed.stdout.strip() == "account carol removed"
     assert get_webhooks(srv, "carol", NEW_PASSWORD)["error"] == 1
     assert "carol" not in cli(srv, "list").stdout
@@ -113,12 +115,6 @@ class Account:
         self.username, self.password_hash = name, auth.hash_password(password, n=2**10)
 
 
-class Clock:
-    def __init__(self):
-        self.now = 1000.0
-
-    def __call__(self):
-        return self.now
 
 
 @pytest.fixture
@@ -135,7 +131,7 @@ def kdf_calls(monkeypatch):
 
 
 def test_credential_cache_skips_the_kdf_on_repeat_calls(kdf_calls):
-    clock = Clock()
+    clock = SettableTime()
     accounts = {"alice": Account(PASSWORD)}
     checker = auth.Authenticator(accounts.get, cache_sec=60, clock=clock)
     assert checker.check("alice", PASSWORD) is accounts["alice"]
@@ -164,7 +160,7 @@ def test_unknown_user_costs_a_kdf_too(kdf_calls):
 
 
 def test_throttle_grows_and_expires_per_user_and_address():
-    clock = Clock()
+    clock = SettableTime()
     throttle = auth.Throttle(clock=clock, free=5, base=1.0, cap=8.0)
     for _ in range(5):
         throttle.failed("alice", "10.0.0.1")

@@ -10,6 +10,7 @@ import pytest
 import requests
 
 from tests.conftest import PASSWORD, Server
+from tests.support.server import server_fixture
 
 LIMIT = 8192
 SOAP11 = "http://schemas.xmlsoap.org/soap/envelope/"
@@ -29,7 +30,7 @@ def call(operation: str, **params) -> str:
     return envelope(f"<w:{operation}>{inner}</w:{operation}>")
 
 
-@pytest.fixture(scope="module")
+@server_fixture(scope="module")
 def srv(tmp_path_factory):
     server = Server(tmp_path_factory.mktemp("bad"), {"SOAPSERVICE_MAX_BODY_BYTES": str(LIMIT)})
     server.add_account("alice")

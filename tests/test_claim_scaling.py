@@ -4,8 +4,6 @@ it on start (schema step 2)."""
 
 from __future__ import annotations
 
-import sqlite3
-
 from soapservice import auth, store
 from soapservice.ingest import emit
 from soapservice.models import Delivery
@@ -32,25 +30,3 @@ def test_a_backlog_on_one_webhook_does_not_starve_another(store_url):
     oldest = [d.event_id for d in Delivery.select().where(Delivery.webhook == busy.id)
               .order_by(Delivery.seq).limit(8)]
     assert busy_events == oldest
-
-
-def test_a_version_1_store_gets_the_claim_index(tmp_path):
-    path = tmp_path / "old.db"
-    store.open_store(f"sqlite:///{path}")
-    store.close_store()
-    con = sqlite3.connect(path)
-    con.execute("DROP INDEX delivery_webhook_id_state_next_at_seq")
-    con.execute("CREATE INDEX delivery_webhook_id_state_seq ON delivery (webhook_id, state, seq)")
-    con.execute("UPDATE setting SET value = '1' WHERE key = 'schema_version'")
-    con.commit()
-    con.close()
-    store.open_store(f"sqlite:///{path}")
-    store.close_store()
-    con = sqlite3.connect(path)
-    names = {r[0] for r in con.execute(
-        "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'delivery'")}
-    version = con.execute("SELECT value FROM setting WHERE key = 'schema_version'").fetchone()
-    con.close()
-    assert "delivery_webhook_id_state_next_at_seq" in names
-    assert "delivery_webhook_id_state_seq" not in names
-    assert version == (str(store.SCHEMA_VERSION),)

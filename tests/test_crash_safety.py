@@ -22,12 +22,13 @@ import requests
 
 from soapservice.models import DELIVERED, PENDING
 from tests.conftest import PASSWORD
-from tests.receiver import Receiver
+from tests.support.receiver import Receiver
 
 TOKEN = {"Authorization": "Bearer test-ingest-token"}
-# A lease is 2 x timeout + 30 s = 50 s: waiting less than that after a restart proves the
-# leases of the killed process were taken back at startup.
-ENV = {"SOAPSERVICE_DELIVERY_TIMEOUT": "10", "SOAPSERVICE_RETRY_SCHEDULE": "0.1,0.2,0.5,1,1,1"}
+# A lease is 2 x timeout + 30 s = 630 s, longer than any wait below (at most 120 s, even
+# at load 10): every acknowledged event arriving after the restarts proves the leases of
+# the killed processes were taken back at startup, not left to expire (no stopwatch).
+ENV = {"SOAPSERVICE_DELIVERY_TIMEOUT": "300", "SOAPSERVICE_RETRY_SCHEDULE": "0.1,0.2,0.5,1,1,1"}
 SUBSCRIBERS = 5
 
 
@@ -62,7 +63,7 @@ class Producer(threading.Thread):
     """Posts numbered events for several subscribers, one after the other, and keeps
     the numbers the server acknowledged (202). Bounded in count and time."""
 
-    def __init__(self, srv, limit=6000, seconds=60):
+    def __init__(self, srv, limit=6000, seconds=300):  # (the test halts it sooner)
         super().__init__(daemon=True)
         self.srv, self.limit, self.until = srv, limit, time.monotonic() + seconds
         self.acked: set[int] = set()
@@ -99,7 +100,6 @@ def test_sigkill_at_random_moments_loses_no_acknowledged_event(make_server):
         time.sleep(pace.delay)
         return 200
 
-    started = time.monotonic()
     with Receiver(answer) as receiver:
         srv = make_server(ENV)
         create_hook(srv, receiver.url + "/hook")
@@ -109,7 +109,7 @@ def test_sigkill_at_random_moments_loses_no_acknowledged_event(make_server):
         try:
             for _ in range(4):
                 target = len(receiver.requests) + rng.randint(20, 120)
-                receiver.wait_for(lambda t=target: len(receiver.requests) >= t, timeout=30,
+                receiver.wait_for(lambda t=target: len(receiver.requests) >= t, timeout=120,
                                   what="deliveries flowing")
                 srv.stop(signal.SIGKILL)
                 assert srv.proc.returncode == -signal.SIGKILL
@@ -117,7 +117,7 @@ def test_sigkill_at_random_moments_loses_no_acknowledged_event(make_server):
                 assert integrity(srv) == "ok"
                 srv.start()
             target = len(receiver.requests) + 30
-            receiver.wait_for(lambda: len(receiver.requests) >= target, timeout=30,
+            receiver.wait_for(lambda: len(receiver.requests) >= target, timeout=120,
                               what="deliveries after the last restart")
         finally:
             producer.stop()
@@ -126,12 +126,12 @@ def test_sigkill_at_random_moments_loses_no_acknowledged_event(make_server):
 
         def arrived():
             return {b["n"] for b in receiver.delivered()}
-        # Well within a lease (50 s): nothing waits for a dead process's lease to expire.
-        receiver.wait_for(lambda: acked <= arrived(), timeout=20,
+        # Well within a lease (630 s): nothing waits for a dead process's lease to expire.
+        receiver.wait_for(lambda: acked <= arrived(), timeout=120,
                           what="every acknowledged event")
         receiver.wait_for(lambda: query(srv, "SELECT COUNT(*) FROM delivery WHERE state "
                                              "= ?", PENDING)[0][0] == 0,
-                          timeout=20, what="no delivery left pending")
+                          timeout=120, what="no delivery left pending")
         srv.stop()
         assert srv.proc.returncode == 0
 
@@ -152,7 +152,6 @@ def test_sigkill_at_random_moments_loses_no_acknowledged_event(make_server):
     if in_flight_at_kills:  # the restarts reclaimed the dead processes' leases
         assert "took back" in srv.log()
     assert "Traceback" not in srv.log()
-    assert time.monotonic() - started < 90
 
 
 def test_sigterm_finishes_the_attempt_in_flight_and_releases_every_lease(make_server):
@@ -163,7 +162,7 @@ def test_sigterm_finishes_the_attempt_in_flight_and_releases_every_lease(make_se
         n = json.loads(req["body"])["n"]
         if n in (1, 2):
             entered.append(n)
-            release.wait(8)
+            release.wait(120)  # (the delivery timeout is 300 s: no attempt ends before)
         return 200
 
     with Receiver(answer) as receiver:
@@ -174,9 +173,9 @@ def test_sigterm_finishes_the_attempt_in_flight_and_releases_every_lease(make_se
         # 1 and 2 are in flight (held by the receiver); 3 waits behind 1 (same subscriber).
         receiver.wait_for(lambda: sorted(entered) == [1, 2], what="two attempts in flight")
         keep_alive = requests.Session()  # a client whose connection stays open
-        assert keep_alive.get(srv.url + "/healthz", timeout=5).status_code == 200
+        assert keep_alive.get(srv.url + "/healthz", timeout=30).status_code == 200
         srv.proc.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 60
         while True:  # the listening port closes: no new request is taken
             try:
                 post_event(srv, {"subscriber_id": "c", "n": 99})
@@ -190,7 +189,7 @@ def test_sigterm_finishes_the_attempt_in_flight_and_releases_every_lease(make_se
         srv.proc.send_signal(signal.SIGTERM)  # an impatient second signal changes nothing
         assert srv.proc.poll() is None, "exited before the attempts in flight finished"
         release.set()
-        assert srv.proc.wait(timeout=20) == 0
+        assert srv.proc.wait(timeout=60) == 0
         srv.stop()
 
         states = dict(query(srv, "SELECT e.body, d.state FROM delivery d JOIN event e "
@@ -208,7 +207,7 @@ def test_sigterm_finishes_the_attempt_in_flight_and_releases_every_lease(make_se
         # 1 for subscriber "a", so a duplicate of 1 would come before it.
         assert post_event(srv, {"subscriber_id": "b", "n": 4}).status_code == 202
         receiver.wait_for(lambda: {3, 4} <= {b["n"] for b in receiver.delivered()},
-                          timeout=15, what="the rest after the restart")
+                          timeout=120, what="the rest after the restart")
         # (99 may have been taken before the signal was handled; then it is delivered too)
         assert sorted(b["n"] for b in receiver.delivered() if b["n"] != 99) == [1, 2, 3, 4]
     assert "Traceback" not in srv.log()
@@ -217,7 +216,7 @@ def test_sigterm_finishes_the_attempt_in_flight_and_releases_every_lease(make_se
 def test_sigint_stops_cleanly_too(make_server):
     srv = make_server()
     srv.proc.send_signal(signal.SIGINT)
-    assert srv.proc.wait(timeout=20) == 0
+    assert srv.proc.wait(timeout=60) == 0
     assert "Traceback" not in srv.log()
 
 
@@ -317,7 +316,7 @@ def test_startup_takes_back_a_dead_owners_lease_at_once(store_url, owner_alive):
     class Sender:
         sent = []
 
-        def send(self, url, headers, body):
+        def send(self, url, headers, body, key=None):
             self.sent.append(json.loads(body))
             return defer.succeed(AttemptResult(200, None, 1.0))
 

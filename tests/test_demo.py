@@ -7,7 +7,8 @@ import pytest
 import requests
 
 from soapservice.errors import EVENTS
-from soapservice.soap.service import OPERATIONS, parameter_names
+from soapservice.operations import BY_NAME as OPERATIONS
+from soapservice.operations import parameter_names
 from tests.browser import PHONE, console_errors, screenshot, wait_for
 from tests.conftest import PASSWORD
 from tests.demo_page import by_id, choose, fill, hooks, open_demo, run, shown
@@ -45,7 +46,8 @@ def test_operations_come_from_the_service_definition_and_assets_from_the_package
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
     assert "script-src 'self'" in page.headers["content-security-policy"]
     assert "http" not in page.text.split("<body>")[0].replace("http-equiv", "")  # no CDN
-    for asset, ctype in (("demo.js", "text/javascript"), ("site.css", "text/css")):
+    for asset, ctype in (("demo.js", "text/javascript"), ("site.css", "text/css"),
+                         ("demo.css", "text/css")):
         answer = requests.get(f"{server.url}/static/{asset}")
         assert answer.status_code == 200 and answer.headers["content-type"].startswith(ctype)
     assert requests.get(server.url + "/static/").status_code == 403  # no listing
@@ -181,3 +183,57 @@ def test_keyboard_labels_and_phone_screen(server, browser):
         "return document.documentElement.scrollWidth - document.documentElement.clientWidth")
     assert overflow <= 0, f"the page scrolls sideways by {overflow}px on a phone"
     screenshot(driver, "demo-phone")
+
+
+def test_webhooks_table_fits_1280_px_with_long_url_and_error(server, browser):
+    """GetWebHooks at 1280 px: failureCount, bufferedEvents and lastError are on screen
+    without scrolling sideways; a long URL and error are cut short on screen, their
+    full text in the cell's title (and in the DOM for screen readers). The demo links
+    to the customer portal."""
+    import sqlite3
+
+    from tests.browser import DESKTOP
+    driver = browser
+    driver.set_window_size(*DESKTOP)
+    long_url = "http://127.0.0.1:9/" + "very-long-path-segment/" * 8 + "hook?token=abc"
+    open_demo(driver, server, "CreateWebHook")
+    fill(driver, username="alice", password=PASSWORD, app="shop", url=long_url)
+    assert "error 0" in run(driver)
+    error = ("HTTP 503: " + "the receiver said something long and unhelpful " * 6).strip()
+    with sqlite3.connect(server.db_path) as db:  # as a failed attempt leaves it
+        db.execute("UPDATE webhook SET failure_count = 4, last_error = ?, last_failure_at "
+                   "= 2000000000.5, last_success_at = 1999999000, deactivated_at = "
+                   "2000000001, dropped_events = 1234567", (error,))
+    choose(driver, "GetWebHooks")
+    assert "error 0" in run(driver)
+    screenshot(driver, "demo-get-1280")
+    from selenium.webdriver.common.by import By
+
+    from tests.browser import ARTIFACTS
+    driver.find_element(By.ID, "decoded").screenshot(str(ARTIFACTS / "demo-get-1280-table.png"))
+    geometry = driver.execute_script("""
+        const box = document.querySelector('#result-value .table-scroll');
+        const table = box.querySelector('table.records');
+        const heads = Array.from(table.querySelectorAll('thead th'));
+        const right = box.getBoundingClientRect().right;
+        const col = (name) => heads.findIndex((h) => h.textContent.replace(/\\s/g, '') === name);
+        const cell = (name) => table.querySelector('tbody tr').children[col(name)];
+        return {overflow: box.scrollWidth - box.clientWidth,
+                page: document.documentElement.scrollWidth - document.documentElement.clientWidth,
+                beyond: ['failureCount', 'bufferedEvents', 'lastError'].filter(
+                    (n) => col(n) < 0 || cell(n).getBoundingClientRect().right > right + 1),
+                failures: cell('failureCount').textContent,
+                errorTitle: cell('lastError').querySelector('[title]').title,
+                errorText: cell('lastError').textContent,
+                urlTitle: cell('url').querySelector('[title]').title};
+    """)
+    assert geometry["overflow"] <= 0 and geometry["page"] <= 0, geometry
+    assert geometry["beyond"] == [], geometry
+    assert geometry["failures"] == "4"
+    assert geometry["errorTitle"] == error and geometry["errorText"] == error
+    assert geometry["urlTitle"] == long_url
+    portal = driver.execute_script(
+        "return Array.from(document.querySelectorAll('a')).filter("
+        "(a) => a.getAttribute('href') === '/portal').map((a) => a.textContent)")
+    assert portal, "no link to /portal"
+    assert console_errors(driver) == []

@@ -52,7 +52,7 @@ def test_reactivation_from_the_page_replays_and_from_php_discards(make_server, b
                                                                   tmp_path):
     """Two webhooks deactivated by a failing receiver, each with one buffered event:
     the PHP sample with replayEvents=0 drops its event, the page with 1 sends it."""
-    from tests.receiver import Receiver
+    from tests.support.receiver import Receiver
     require_tool("php")
     answer = {"status": 503}
     with Receiver(lambda request: answer["status"]) as receiver:

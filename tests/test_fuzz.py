@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from lxml import etree
 
 from tests.conftest import PASSWORD, Server
+from tests.support.server import server_fixture
 
 SOAP11 = "http://schemas.xmlsoap.org/soap/envelope/"
 SOAP12 = "http://www.w3.org/2003/05/soap-envelope"
@@ -36,7 +37,7 @@ _sources = (f"127.{a}.{b}.{c}" for a, b, c in itertools.product(
     range(10, 250), range(1, 250), range(1, 250)))
 
 
-@pytest.fixture(scope="module")
+@server_fixture(scope="module")
 def server(tmp_path_factory):
     # No delivery loop: accepted events stay put, so the store only changes by request.
     srv = Server(tmp_path_factory.mktemp("fuzz"), {"SOAPSERVICE_DELIVERY": "0"})

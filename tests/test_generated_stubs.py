@@ -1,6 +1,6 @@
 """Stubs generated from the served WSDL, as customers' Java and .NET teams make them:
 `wsimport` (JAX-WS RI) and Mono's `wsdl`, each compiled with a small program
-(tests/stubs/) calling all four operations against the running server.
+(tests/stubs/) calling every operation against the running server.
 
 The generated signatures must be the plain ones of SPEC §1: one result object per call,
 no Holder<>, no JAXBElement, no BigInteger, no request-object parameters.
@@ -13,6 +13,7 @@ import subprocess
 import pytest
 
 from tests.conftest import PASSWORD, ROOT, Server, require_tool
+from tests.support.server import server_fixture
 
 STUBS = ROOT / "tests" / "stubs"
 JAXWS_CP = "/usr/share/java/jaxws-rt.jar"  # Debian's jaxws; its manifest names the rest
@@ -29,7 +30,7 @@ def run(*args, cwd=None, timeout=180, env=None):
     return done
 
 
-@pytest.fixture(scope="module")
+@server_fixture(scope="module")
 def srv(tmp_path_factory):
     server = Server(tmp_path_factory.mktemp("stubs"))
     server.add_account("alice")
@@ -93,6 +94,15 @@ def test_wsimport_signatures_are_plain(java_client):
         "int webhookId, Integer replayEvents);",
         "public DeleteWebHookByIdResult deleteWebHookById(String username, String password, "
         "int webhookId);",
+        "public GetWebHookDeliveriesResult getWebHookDeliveries(String username, "
+        "String password, int webhookId, String state, Integer limit, Long beforeId);",
+        "public RotateWebHookSecretResult rotateWebHookSecret(String username, "
+        "String password, int webhookId, Integer graceSeconds);",
+        "public TestWebHookResult testWebHook(String username, String password, "
+        "int webhookId);",
+        "public ResendWebHookEventsResult resendWebHookEvents(String username, "
+        "String password, int webhookId, Long eventId, XMLGregorianCalendar since, "
+        "XMLGregorianCalendar until);",
     ):
         assert signature in interface, interface
     hook = plain(sources["WebHook.java"], java=True)
@@ -109,6 +119,10 @@ def test_java_client_calls_all_operations(java_client, srv):
     assert lines[-1] == "all checks passed", output
     assert "ok deleteWebHookById" in lines and "ok getWebHooks: two webhooks, oldest first" \
         in lines
+    assert "ok getWebHookDeliveries: none yet" in lines and "ok rotateWebHookSecret" in lines
+    assert "ok testWebHook" in lines
+    assert "ok resendWebHookEvents: nothing to resend" in lines
+    assert "ok resendWebHookEvents over 31 days: error 6" in lines
 
 
 # -- C#: Mono's wsdl + mcs ------------------------------------------------------------
@@ -143,13 +157,30 @@ def test_mono_wsdl_signatures_are_plain(csharp_client):
         "int webhookId, int replayEvents, [XmlIgnore] bool replayEventsSpecified)",
         "public DeleteWebHookByIdResult DeleteWebHookById(string username, string password, "
         "int webhookId)",
+        "public GetWebHookDeliveriesResult GetWebHookDeliveries(string username, "
+        "string password, int webhookId, string state, int limit, [XmlIgnore] bool "
+        "limitSpecified, long beforeId, [XmlIgnore] bool beforeIdSpecified)",
+        "public RotateWebHookSecretResult RotateWebHookSecret(string username, "
+        "string password, int webhookId, int graceSeconds, [XmlIgnore] bool "
+        "graceSecondsSpecified)",
+        "public TestWebHookResult TestWebHook(string username, string password, "
+        "int webhookId)",
+        "public ResendWebHookEventsResult ResendWebHookEvents(string username, "
+        "string password, int webhookId, long eventId, [XmlIgnore] bool eventIdSpecified, "
+        "System.DateTime since, [XmlIgnore] bool sinceSpecified, System.DateTime until, "
+        "[XmlIgnore] bool untilSpecified)",
         "public WebHook[] result",
+        "public Delivery[] result",
+        "public Attempt[] attempts",
         "public int error",
     ):
         assert signature in proxy, signature
-    for unwanted in ("CreateWebHook request", "CreateWebHook parameters", "public long ",
+    for unwanted in ("CreateWebHook request", "CreateWebHook parameters",
                      "public decimal ", "System.Nullable"):
         assert unwanted not in proxy, unwanted
+    # Delivery and event ids are xs:long (they outgrow 2^31); a webhook has no long.
+    webhook = proxy.split("public partial class WebHook ")[1].split("public partial class")[0]
+    assert "public long " not in webhook
 
 
 def test_csharp_client_calls_all_operations(csharp_client, srv):
@@ -159,3 +190,7 @@ def test_csharp_client_calls_all_operations(csharp_client, srv):
     assert lines[-1] == "all checks passed", output
     assert "ok DeleteWebHookById" in lines and "ok GetWebHooks: two webhooks, oldest first" \
         in lines
+    assert "ok GetWebHookDeliveries: none yet" in lines and "ok RotateWebHookSecret" in lines
+    assert "ok TestWebHook" in lines
+    assert "ok ResendWebHookEvents: nothing to resend" in lines
+    assert "ok ResendWebHookEvents over 31 days: error 6" in lines

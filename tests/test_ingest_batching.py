@@ -4,28 +4,12 @@ transaction, and each is acknowledged only once its own transaction committed.""
 from __future__ import annotations
 
 import pytest
-from twisted.internet import defer
 
 from soapservice.config import Settings
 from soapservice.ingest import IngestError, Ingestor
 from soapservice.models import Delivery, Event
 from soapservice.store import webhooks
-
-
-class ManualStore:
-    """Runs store functions only when the test says so (the store thread's stand-in)."""
-
-    def __init__(self):
-        self.calls: list = []
-
-    def __call__(self, fn, *args):
-        d = defer.Deferred()
-        self.calls.append((fn, args, d))
-        return d
-
-    def run_next(self):
-        fn, args, d = self.calls.pop(0)
-        d.callback(fn(*args))
+from tests.support.doubles import ManualRunner
 
 
 @pytest.fixture
@@ -36,7 +20,7 @@ def alice(alice):
 
 
 def test_events_waiting_for_a_write_share_the_next_commit(alice):
-    runner = ManualStore()
+    runner = ManualRunner()
     woken = []
     ingestor = Ingestor(Settings(), runner)
     ingestor.listeners.append(woken.append)
@@ -63,7 +47,7 @@ def test_events_waiting_for_a_write_share_the_next_commit(alice):
 
 
 def test_a_refused_event_fails_at_once_and_stores_nothing(alice):
-    runner = ManualStore()
+    runner = ManualRunner()
     d = Ingestor(Settings(), runner).submit("alice", "no_such_event", {})
     failure = []
     d.addErrback(failure.append)

@@ -19,8 +19,10 @@ from lxml import etree
 
 from soapservice.legacy.protocol import Call, render_response
 from soapservice.legacy.wsdl import PATH, legacy_wsdl
-from soapservice.soap.service import OPERATIONS, parameter_names
+from soapservice.operations import BY_NAME as OPERATIONS
+from soapservice.operations import parameter_names
 from tests.conftest import PASSWORD, ROOT, Server, require_tool, soapservice
+from tests.support.server import server_fixture
 
 EVENTS = ("optin_finalized", "optout_finalized", "profilemanager_finalized")
 COMMITTED_WSDL = ROOT / "wsdl" / "legacy-soap3.wsdl"
@@ -28,7 +30,7 @@ DEFAULT_ADDRESS = "http://127.0.0.1:8080"
 LIMIT = 30
 
 
-@pytest.fixture(scope="module")
+@server_fixture(scope="module")
 def srv(tmp_path_factory):
     server = Server(tmp_path_factory.mktemp("legacy"), {"SOAPSERVICE_MAX_WEBHOOKS": str(LIMIT)})
     for user in ("alice", "bob", "carol"):
@@ -93,6 +95,7 @@ def test_wsdl_is_derived_from_the_service_definition():
     assert root.find("w:binding/s:binding", ns).get("style") == "rpc"
 
 
+@pytest.mark.server  # starts its own server
 def test_wsdl_names_public_url(tmp_path):
     server = Server(tmp_path, {"SOAPSERVICE_PUBLIC_URL": "https://hooks.example.com"}).start()
     try:

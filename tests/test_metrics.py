@@ -8,7 +8,7 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import PASSWORD
-from tests.receiver import Receiver
+from tests.support.receiver import Receiver
 
 
 def scrape(url) -> dict:

@@ -44,7 +44,10 @@ def test_a_lease_is_exclusive_and_fences_outcomes(alice):
     emit("alice", "optin_finalized", {"subscriber_id": 1}, window_sec=DAY, now=NOW)
     [claim] = outbox.claim_due("w1", NOW, 30, 10, {}, 8)
     assert outbox.claim_due("w2", NOW + 1, 30, 10, {}, 8) == []  # leased: not due
-    [taken] = outbox.claim_due("w2", NOW + 31, 30, 10, {}, 8)  # lease expired: taken over
+    takeovers: list[int] = []
+    [taken] = outbox.claim_due("w2", NOW + 31, 30, 10, {}, 8,  # lease expired: taken over
+                               takeovers.append)
+    assert takeovers == [1]  # (the takeover metric)
     assert taken.token != claim.token
     stale = outbox.Outcome(claim.delivery_id, claim.token, h.id, 200, None, 1.0)
     outbox.record_outcomes([stale], NOW + 32, (1.0,), lambda: 0.5)

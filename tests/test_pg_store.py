@@ -37,7 +37,8 @@ def test_times_keep_sub_second_precision(alice):
     emit("alice", "optin_finalized", {"subscriber_id": 1}, window_sec=DAY, now=NOW + 0.125)
     [claim] = outbox.claim_due("w1", NOW + 0.25, 30.5, 10, {}, 8)
     row = Delivery.get_by_id(claim.delivery_id)
-    assert (row.created_at, row.next_at) == (NOW + 0.125, NOW + 30.75)
+    assert (row.created_at, row.next_at, row.lease_until) == (
+        NOW + 0.125, NOW + 0.125, NOW + 30.75)  # a lease leaves next_at where it was
     assert outbox.claim_due("w2", NOW + 30.7, 30, 10, {}, 8) == []
 
 

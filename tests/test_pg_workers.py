@@ -9,8 +9,6 @@ from __future__ import annotations
 import collections
 import json
 import signal
-import subprocess
-import sys
 import threading
 import time
 
@@ -19,52 +17,16 @@ import requests
 
 from tests import pgstore
 from tests.conftest import PASSWORD, Server, free_port
-from tests.receiver import Receiver
+from tests.support.receiver import Receiver
+from tests.support.server import Worker
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.server]
 
 SUBSCRIBERS = 200
 PER_SUBSCRIBER = 25  # 5,000 events
 # One webhook per event type; subscriber s's events are of type s % 3, so a failing
 # answer (which holds its webhook to one probe) slows a third of the stream only.
 EVENTS = ("optin_finalized", "optout_finalized", "profilemanager_finalized")
-
-
-class Worker:
-    def __init__(self, env, log_path, metrics_port):
-        self.metrics_port = metrics_port
-        self.log_path = log_path
-        self._log = open(log_path, "ab")
-        env = dict(env, SOAPSERVICE_METRICS_PORT=str(metrics_port))
-        self.proc = subprocess.Popen([sys.executable, "-m", "soapservice", "worker"],
-                                     env=env, stdout=self._log, stderr=subprocess.STDOUT)
-        self.owner = None
-
-    def wait_started(self, timeout=30):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            text = self.log_path.read_text(errors="replace")
-            if self.proc.poll() is not None:
-                raise RuntimeError("worker exited:\n" + text)
-            for line in text.splitlines():
-                if " worker " in line and " delivering from " in line:
-                    self.owner = line.split(" worker ", 1)[1].split(" delivering", 1)[0]
-                    return self
-            time.sleep(0.05)
-        raise RuntimeError("worker did not start:\n" + self.log_path.read_text())
-
-    def metrics(self) -> str:
-        return requests.get(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=10).text
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self._log.close()
 
 
 def metric(text: str, name: str) -> float:
@@ -84,8 +46,14 @@ class Flaky:
         self.seen: dict[tuple, list[int]] = collections.defaultdict(list)
         self.ok = 0
         self.delay = 0.0  # seconds before answering (so that deliveries are in flight)
+        # Cleared: answers wait (at most 1 s, well under the workers' 2 s timeout), so
+        # that the deliveries in flight stay in flight while a worker is picked and killed.
+        self.gate = threading.Event()
+        self.gate.set()
 
     def __call__(self, req):
+        if not self.gate.is_set():
+            self.gate.wait(timeout=1.0)
         if self.delay:
             time.sleep(self.delay)
         data = json.loads(req["body"])
@@ -188,8 +156,10 @@ def test_serve_and_three_workers_share_postgresql(tmp_path, pg_database):
         emitter.start()
         receiver.wait_for(lambda: flaky.ok >= total + 300, timeout=60,
                           what="phase 2 under way")
-        # The worker holding the most leases right now (deliveries in flight) dies.
-        deadline = time.monotonic() + 30
+        # Answers are held back for a moment, so that leases pile up instead of coming
+        # and going; the worker holding the most of them (deliveries in flight) dies.
+        flaky.gate.clear()
+        deadline = time.monotonic() + 0.8
         while True:
             victim = max(workers, key=lambda w: held_leases(pg_database, w.owner))
             if held_leases(pg_database, victim.owner) > 2 or time.monotonic() > deadline:
@@ -201,6 +171,7 @@ def test_serve_and_three_workers_share_postgresql(tmp_path, pg_database):
         # COMMIT of a claim): count its leases once its connections are gone.
         wait_gone(pg_database, f"soapservice[{victim.proc.pid}]")
         held = held_leases(pg_database, victim.owner)
+        flaky.gate.set()
         assert held > 0, "the killed worker had nothing in flight: the test proves nothing"
         emitter.join()
         total2 = SUBSCRIBERS * (PER_SUBSCRIBER + more)

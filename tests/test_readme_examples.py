@@ -1,5 +1,5 @@
-"""README.rst "Client examples": every example run against a real server, in order on a
-fresh store, printing what the README says it prints (times and secrets aside)."""
+"""docs/clients.rst "Client examples": every example run against a real server, in order
+on a fresh store, printing what the page says it prints (times and secrets aside)."""
 
 import json
 import re
@@ -37,7 +37,7 @@ def literal_blocks(text: str) -> list[str]:
 
 @pytest.fixture(scope="module")
 def blocks():
-    readme = (ROOT / "README.rst").read_text(encoding="utf-8")
+    readme = (ROOT / "docs" / "clients.rst").read_text(encoding="utf-8")
     start = readme.index(SECTION)
     end = re.search(r"\n[^\n]+\n=+\n", readme[start + len(SECTION):])
     section = readme[start:start + len(SECTION) + (end.start() if end else len(readme))]

@@ -4,13 +4,13 @@ holds no webhook secret, no reactivation-token key, no ingest token, no password
 
 import base64
 import sqlite3
-import threading
 
 import requests
 import zeep
 
+from tests.browser import wait_for
 from tests.conftest import PASSWORD
-from tests.receiver import Receiver
+from tests.support.receiver import Receiver
 
 INGEST_TOKEN = "test-ingest-token"  # tests.conftest.Server's
 
@@ -19,7 +19,7 @@ def test_no_secret_in_the_log(make_server):
     receiver = Receiver(lambda req: 200 if req["path"] == "/ok" else 500).start()
     try:
         srv = make_server({"SOAPSERVICE_RETRY_SCHEDULE": "0.1,0.1",
-                           "SOAPSERVICE_DELIVERY_TIMEOUT": "2"})
+                           "SOAPSERVICE_DELIVERY_TIMEOUT": "30"})  # no timeout at load
         client = zeep.Client(srv.url + "/soap?wsdl").service
         good = client.CreateWebHook("alice", PASSWORD, "crm", "optin_finalized",
                                     receiver.url + "/ok").result
@@ -35,11 +35,11 @@ def test_no_secret_in_the_log(make_server):
             "Authorization": f"Bearer {INGEST_TOKEN}-wrong"}).status_code == 401
         assert client.GetWebHooks("alice", PASSWORD + "-wrong").error == 1
         receiver.wait_for(lambda: receiver.delivered("/ok"), what="the good delivery")
-        for _ in range(400):  # the bad webhook uses up its schedule and is deactivated
+        def deactivated():  # the bad webhook uses up its schedule and is deactivated
             hooks = {h.id: h for h in client.GetWebHooks("alice", PASSWORD).result.WebHook}
-            if not hooks[bad.id].active:
-                break
-            threading.Event().wait(0.05)
+            return None if hooks[bad.id].active else hooks
+
+        hooks = wait_for(deactivated, message="the bad webhook's deactivation")
         assert hooks[bad.id].active is False and hooks[good.id].active is True
         assert "deactivated" in srv.log()  # the notification was logged ...
 

@@ -108,9 +108,10 @@ def test_tenant_isolation(client):
 def test_webhook_limit(make_server):
     srv = make_server({"SOAPSERVICE_MAX_WEBHOOKS": "2"})
     client = zeep.Client(srv.url + "/soap?wsdl")
-    assert create(client).error == 0
-    assert create(client).error == 0
-    answer = create(client)
+    assert create(client, url="http://127.0.0.1:9/a").error == 0
+    assert create(client, url="http://127.0.0.1:9/b").error == 0
+    assert create(client, url="http://127.0.0.1:9/a").error == 0  # a retry: the same one
+    answer = create(client, url="http://127.0.0.1:9/c")
     assert answer.error == 7 and "limit" in answer.message.lower()
 
 

@@ -57,7 +57,7 @@ EVERYTHING_SET = hook(
     active=False, deactivatedAt=datetime(2026, 3, 4, 5, 6, 7, tzinfo=UTC),
     lastSuccessAt=datetime(2026, 2, 1, 0, 0, 0, 1, UTC),
     lastFailureAt=datetime(2026, 3, 4, 5, 6, 6, 999999, UTC),
-    failureCount=12, bufferedEvents=3, droppedEvents=2**31 + 5,
+    failureCount=12, bufferedEvents=3, droppedEvents=2**31 + 5, heldEvents=4,
     lastError="HTTP 500: <b>oops</b> & \"quoted\" 'single' ]]> --> <!-- &amp;")
 UNICODE = hook(id=2**40, app="Zürich — 日本語 😀 <&>\"'", url="https://example.com/a?b=1&c=<2>",
                lastError="line1\r\nline2\ttab  trailing ", failureCount=-1,

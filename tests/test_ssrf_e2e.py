@@ -7,6 +7,7 @@ import requests
 import zeep
 
 from tests.conftest import PASSWORD, Server
+from tests.support.server import server_fixture
 
 REFUSED = [
     "http://127.0.0.1:8080/hook", "http://2130706433/", "http://0x7f.1/",
@@ -25,7 +26,7 @@ def guarded_server(tmp_path, extra_env=None):
     return srv.start()
 
 
-@pytest.fixture(scope="module")
+@server_fixture(scope="module")
 def guarded(tmp_path_factory):
     srv = guarded_server(tmp_path_factory.mktemp("guarded"))
     yield srv
@@ -66,6 +67,7 @@ def test_public_address_accepted(client):
     assert client.service.DeleteWebHookById("alice", PASSWORD, answer.result.id).error == 0
 
 
+@pytest.mark.server  # starts its own server
 def test_allowed_cidr_opens_a_single_range(tmp_path):
     srv = guarded_server(tmp_path, {"SOAPSERVICE_ALLOWED_TARGET_CIDRS": "127.0.0.1/32"})
     try:
@@ -85,6 +87,7 @@ def test_allowed_cidr_opens_a_single_range(tmp_path):
         srv.stop()
 
 
+@pytest.mark.server  # starts its own server
 def test_bad_cidr_setting_stops_the_server_with_a_clear_message(tmp_path):
     srv = Server(tmp_path, {"SOAPSERVICE_ALLOWED_TARGET_CIDRS": "10.0.0.0/99"})
     with pytest.raises(RuntimeError, match="SOAPSERVICE_ALLOWED_TARGET_CIDRS"):

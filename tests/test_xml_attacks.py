@@ -4,12 +4,12 @@ quick SOAP fault or 413, costs little memory, writes nothing, and the server sta
 import select
 import socket
 import sqlite3
-import time
 
 import pytest
 import requests
 
 from tests.conftest import PASSWORD, Server
+from tests.support.server import server_fixture
 
 SOAP11 = "http://schemas.xmlsoap.org/soap/envelope/"
 SOAP12 = "http://www.w3.org/2003/05/soap-envelope"
@@ -28,7 +28,7 @@ def create_call(app="crm", event="optin_finalized", url="http://127.0.0.1:9/h",
             "</w:CreateWebHook>")
 
 
-@pytest.fixture(scope="module")
+@server_fixture(scope="module")
 def server(tmp_path_factory):
     srv = Server(tmp_path_factory.mktemp("xml"))
     srv.add_account("alice")
@@ -53,10 +53,25 @@ def vm_hwm_kb(srv) -> int:
     raise AssertionError("no VmHWM")
 
 
+def cpu_sec(srv) -> float:
+    """CPU seconds the server process has used (user + system): a bound on the work a
+    request costs that holds on a loaded machine, unlike its wall-clock time."""
+    import os
+    with open(f"/proc/{srv.proc.pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+# Written by the delivery loop on its own clock (a heartbeat at most every 2 s), not by
+# any request: a test that took longer on a loaded machine saw it move.
+OWN_CLOCK = {"worker_beat"}
+
+
 def store_snapshot(srv):
     with sqlite3.connect(f"file:{srv.db_path}?mode=ro", uri=True) as db:
         tables = [r[0] for r in db.execute(
-            "SELECT name FROM sqlite_master WHERE type='table' AND name NOT LIKE 'sqlite_%'")]
+            "SELECT name FROM sqlite_master WHERE type='table' AND name NOT LIKE 'sqlite_%'")
+            if r[0] not in OWN_CLOCK]
         return {t: db.execute(f'SELECT * FROM "{t}" ORDER BY 1').fetchall() for t in tables}
 
 
@@ -65,7 +80,7 @@ def unchanged(server):
     """The attack writes nothing, leaves the server up, and costs < 100 MB of memory."""
     before, hwm = store_snapshot(server), vm_hwm_kb(server)
     yield
-    assert requests.get(server.url + "/healthz", timeout=5).status_code == 200
+    assert requests.get(server.url + "/healthz", timeout=30).status_code == 200
     assert store_snapshot(server) == before
     assert vm_hwm_kb(server) - hwm < 100 * 1024
     assert "root:x:0:0" not in server.log()
@@ -125,9 +140,9 @@ def test_billion_laughs(server, unchanged):
     entities = '<!ENTITY lol0 "lollollollollollollollollollol">' + "".join(
         f'<!ENTITY lol{i} "{f"&lol{i - 1};" * 10}">' for i in range(1, 10))
     prolog = f"<!DOCTYPE lolz [{entities}]>"
-    started = time.monotonic()
+    before = cpu_sec(server)
     answer = post(server, envelope(create_call(app="&lol9;"), prolog=prolog))
-    assert time.monotonic() - started < 5
+    assert cpu_sec(server) - before < 5  # expanding 10**9 lols would take far more
     assert_fault(answer)
     assert "lollollol" not in answer.text
 
@@ -142,9 +157,9 @@ def test_quadratic_blowup_without_dtd_is_small(server, unchanged):
 
 def test_deep_nesting(server, unchanged):
     body = "<a>" * 10_000 + "x" + "</a>" * 10_000
-    started = time.monotonic()
+    before = cpu_sec(server)
     answer = post(server, envelope(body))
-    assert time.monotonic() - started < 5
+    assert cpu_sec(server) - before < 5
     assert_fault(answer)
 
 
@@ -190,11 +205,11 @@ FIFTY_MB = 50 * 1024 * 1024
 
 def test_50mb_text_node_refused_from_content_length(server, unchanged):
     hwm = vm_hwm_kb(server)
-    started = time.monotonic()
+    before = cpu_sec(server)
     head = (b"POST /soap HTTP/1.1\r\nHost: x\r\nContent-Type: text/xml\r\n"
             b"Content-Length: %d\r\n\r\n" % FIFTY_MB)
     answer = raw_post(server, head, text_node_chunks(FIFTY_MB))
-    assert time.monotonic() - started < 10
+    assert cpu_sec(server) - before < 10
     assert answer == b"" or answer.startswith(b"HTTP/1.1 413"), answer[:200]
     # Not buffered: the high-water mark grew by far less than the body.
     assert vm_hwm_kb(server) - hwm < 20 * 1024

@@ -3,5 +3,5 @@
 Spyne writes document/literal only; the platform's own clients call positionally and
 read Apache maps as associative arrays. This package derives that WSDL
 (:mod:`.wsdl`) and wire format (:mod:`.protocol`) from the one service definition in
-:mod:`soapservice.soap.service`.
+:mod:`soapservice.operations`.
 """

@@ -15,14 +15,16 @@ from __future__ import annotations
 
 import logging
 import re
-import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from lxml import etree
 
-from soapservice.soap.service import OPERATIONS, parameter_names
-from soapservice.soap.types import NAMESPACE
+from soapservice import operations as ops
+from soapservice.errors import log_internal_error
+from soapservice.operations import NAMESPACE
+from soapservice.soap.limits import XmlLimits, over_limit
+from soapservice.xmltext import xml_safe
 
 log = logging.getLogger(__name__)
 
@@ -32,9 +34,8 @@ XSD = "http://www.w3.org/2001/XMLSchema"
 XSI = "http://www.w3.org/2001/XMLSchema-instance"
 APACHE = "http://xml.apache.org/xml-soap"
 
-_OPERATIONS = {name.lower(): name for name in OPERATIONS}
+_OPERATIONS = {name.lower(): name for name in ops.BY_NAME}
 _PARAM_N = re.compile(r"param(\d+)")
-_XML_INVALID = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 _INT32 = range(-(2**31), 2**31)
 
 
@@ -112,7 +113,7 @@ class _Reader:
         return text
 
 
-def parse_call(body: bytes) -> Call:
+def parse_call(body: bytes, limits: XmlLimits | None = None) -> Call:
     """The operation and its arguments (name -> text or None); :class:`Fault` if unusable."""
     if not body or not body.strip():
         raise Fault("empty request body")
@@ -123,6 +124,9 @@ def parse_call(body: bytes) -> Call:
     if tree.docinfo.doctype or tree.docinfo.internalDTD is not None:
         raise Fault("DTDs are not allowed")
     envelope = tree.getroot()
+    reason = over_limit(envelope, limits or XmlLimits())
+    if reason is not None:
+        raise Fault(f"request refused: {reason}")
     if envelope.tag != f"{{{SOAP_ENV}}}Envelope":
         raise Fault("not a SOAP 1.1 envelope (expected "
                     f"{{{SOAP_ENV}}}Envelope, got {envelope.tag})")
@@ -142,8 +146,8 @@ def parse_call(body: bytes) -> Call:
     operation = _OPERATIONS.get(_local(call_el).lower())
     if operation is None:
         raise Fault(f"unknown operation {_local(call_el)!r}; "
-                    f"supported: {', '.join(OPERATIONS)}")
-    names = parameter_names(operation)
+                    f"supported: {', '.join(ops.BY_NAME)}")
+    names = ops.parameter_names(operation)
     by_name = {n.lower(): n for n in names}
     reader = _Reader(envelope)
     arguments: dict = {}
@@ -168,7 +172,7 @@ def parse_call(body: bytes) -> Call:
 # -- rendering ---------------------------------------------------------------------------
 
 def _clean(text: str) -> str:
-    return _XML_INVALID.sub("\ufffd", text)
+    return xml_safe(text)
 
 
 def _type_of(value) -> str:
@@ -247,21 +251,22 @@ def render_fault(fault: Fault) -> bytes:
     return _bytes(root)
 
 
-def answer(api, body: bytes, address: str = "-") -> tuple[int, bytes]:
+def answer(api, body: bytes, address: str = "-",
+           limits: XmlLimits | None = None) -> tuple[int, bytes]:
     """HTTP status and body for one request: 200 with the envelope, 500 with a fault.
 
     Blocks (store, password hashing): call it from a worker thread.
     """
     try:
-        call = parse_call(body)
+        call = parse_call(body, limits)
     except Fault as fault:
         return 500, render_fault(fault)
-    method = getattr(api, OPERATIONS[call.operation])
-    arguments = {name: call.arguments.get(name) for name in parameter_names(call.operation)}
+    method = getattr(api, ops.get(call.operation).function)
+    arguments = {name: call.arguments.get(name)
+                 for name in ops.parameter_names(call.operation)}
     try:
         envelope = method(**arguments, address=address)
         return 200, render_response(call, envelope.as_dict())
     except Exception:
-        reference = uuid.uuid4().hex[:12]
-        log.exception("legacy SOAP: internal error, reference %s", reference)
+        reference = log_internal_error(log, "legacy SOAP")
         return 500, render_fault(Fault(f"Internal error (reference {reference})", "Server"))

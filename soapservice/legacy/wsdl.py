@@ -1,7 +1,7 @@
 """The rpc/encoded WSDL of the legacy endpoint, generated from the service definition.
 
 Every operation's parts are ``username``, ``password`` and the operation's parameters in
-the order of :func:`soapservice.soap.service.parameter_names` (PHP ``SoapClient`` maps
+the order of the registry (:mod:`soapservice.operations`) (PHP ``SoapClient`` maps
 positional arguments onto them); every answer is one ``apachesoap:Map`` part named
 ``return`` (PHP decodes it into a nested associative array). The Map types are declared
 in the document itself, so no client has to fetch a schema from the network.
@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from lxml import etree
 
-from soapservice.soap.service import OPERATIONS, parameter_types
-from soapservice.soap.types import NAMESPACE
+from soapservice import operations as ops
+from soapservice.operations import NAMESPACE
 
 WSDL = "http://schemas.xmlsoap.org/wsdl/"
 WSDL_SOAP = "http://schemas.xmlsoap.org/wsdl/soap/"
@@ -38,11 +38,9 @@ def soap_action(operation: str) -> str:
     return f"{NAMESPACE}#{operation}"
 
 
-def _xsd_type(operation: str, name: str, spyne_type) -> str:
-    if spyne_type.get_namespace() != XSD:
-        raise TypeError(f"{operation}.{name}: only XML Schema simple types are supported "
-                        "by the rpc/encoded binding")
-    return f"xsd:{spyne_type.get_type_name()}"
+def _xsd_type(param: ops.Param) -> str:
+    """Every parameter type of the registry is an XML Schema simple type of that name."""
+    return f"xsd:{param.type}"
 
 
 def _el(parent, ns, tag, **attrs):
@@ -70,16 +68,16 @@ def legacy_wsdl(address: str) -> bytes:
                          name=SERVICE_NAME, targetNamespace=NAMESPACE)
     _el(root, WSDL, "documentation").text = _DOC
     _map_schema(_el(root, WSDL, "types"))
-    for operation in OPERATIONS:
+    for operation in ops.BY_NAME:
         request = _el(root, WSDL, "message", name=f"{operation}Request")
-        for name, spyne_type in parameter_types(operation):
-            _el(request, WSDL, "part", name=name, type=_xsd_type(operation, name, spyne_type))
+        for param in ops.get(operation).params:
+            _el(request, WSDL, "part", name=param.name, type=_xsd_type(param))
         response = _el(root, WSDL, "message", name=f"{operation}Response")
         _el(response, WSDL, "part", name="return", type="apachesoap:Map")
 
     port_type = _el(root, WSDL, "portType", name=f"{SERVICE_NAME}PortType")
-    for operation in OPERATIONS:
-        order = " ".join(name for name, _ in parameter_types(operation))
+    for operation in ops.BY_NAME:
+        order = " ".join(ops.parameter_names(operation))
         op = _el(port_type, WSDL, "operation", name=operation, parameterOrder=order)
         _el(op, WSDL, "input", message=f"tns:{operation}Request")
         _el(op, WSDL, "output", message=f"tns:{operation}Response")
@@ -87,7 +85,7 @@ def legacy_wsdl(address: str) -> bytes:
     binding = _el(root, WSDL, "binding", name=f"{SERVICE_NAME}Binding",
                   type=f"tns:{SERVICE_NAME}PortType")
     _el(binding, WSDL_SOAP, "binding", style="rpc", transport=HTTP_TRANSPORT)
-    for operation in OPERATIONS:
+    for operation in ops.BY_NAME:
         op = _el(binding, WSDL, "operation", name=operation)
         _el(op, WSDL_SOAP, "operation", soapAction=soap_action(operation), style="rpc")
         for direction in ("input", "output"):

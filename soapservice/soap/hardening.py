@@ -4,6 +4,8 @@ Spyne's parser already resolves no entities, loads no DTD and touches no network
 top of that this module
 
 - refuses any DTD outright (a SOAP message must not carry one) with a Client fault;
+- refuses a document over the shape caps of :mod:`soapservice.soap.limits` (attributes
+  per element, elements, depth, namespaces) before Spyne walks it;
 - turns an unknown or lying charset, a missing ``Body`` and anything else that escapes
   Spyne's request parsing into a SOAP Fault instead of an empty HTTP 500;
 - ignores SOAP-encoding ``href``/``id`` references (document/literal never uses them,
@@ -16,15 +18,19 @@ from __future__ import annotations
 
 import codecs
 import logging
-import uuid
 
 from spyne.model.fault import Fault
 from spyne.protocol.soap import Soap11, Soap12
+
+from soapservice.errors import log_internal_error
+from soapservice.soap.limits import XmlLimits, over_limit
 
 log = logging.getLogger(__name__)
 
 
 class _Hardened:
+    xml_limits = XmlLimits()
+
     def create_in_document(self, ctx, charset=None):
         if ctx.transport.get_request_method() != "POST":
             return super().create_in_document(ctx, charset)  # Spyne's 405
@@ -48,6 +54,9 @@ class _Hardened:
         docinfo = root.getroottree().docinfo
         if docinfo.doctype or docinfo.internalDTD is not None:
             raise Fault("Client.DTDNotAllowed", "a SOAP message must not contain a DTD")
+        reason = over_limit(root, self.xml_limits)
+        if reason is not None:
+            raise Fault("Client.XMLTooComplex", f"request refused: {reason}")
         ctx.in_document = (root, None)  # no href resolution
 
     def decompose_incoming_envelope(self, ctx, message):
@@ -112,9 +121,7 @@ class GuardedWsgi:
                 if close is not None:
                     close()
         except Exception:
-            reference = uuid.uuid4().hex[:12]
-            log.exception("internal error in SOAP request handling, reference %s",
-                          reference)
+            reference = log_internal_error(log, "SOAP request handling")
             body = self.template.format(
                 message=f"Internal error (reference {reference})").encode()
             start_response("500 Internal Server Error", [

@@ -24,15 +24,15 @@ import re
 
 from lxml import etree
 from spyne.descriptor import BODY_STYLE_WRAPPED
-from spyne.model.complex import ComplexModelBase
+from spyne.model.complex import ComplexModelBase, XmlAttribute
 from spyne.model.primitive import Boolean, DateTime, Integer, Unicode
 
 from soapservice.api import Envelope
 from soapservice.soap.service import to_spyne
+from soapservice.xmltext import xml_safe
 
 # Characters XML 1.0 cannot carry become U+FFFD, as service._xml_safe does for Spyne;
 # libxml2 escapes &, <, > and CR in element text. _SPECIAL is either kind.
-_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 _SPECIAL = re.compile("[\x00-\x08\x0b-\x1f&<>\ud800-\udfff\ufffe\uffff]")
 
 
@@ -40,7 +40,7 @@ def escape(text: str) -> str:
     """Element text as Spyne's answer carries it (lxml writing UTF-8)."""
     if _SPECIAL.search(text) is None:
         return text
-    return (_NOT_XML.sub("\ufffd", text).replace("&", "&amp;").replace("<", "&lt;")
+    return (xml_safe(text).replace("&", "&amp;").replace("<", "&lt;")
             .replace(">", "&gt;").replace("\r", "&#13;"))
 
 
@@ -58,11 +58,12 @@ class _Plan:
     the qualified name; resolved, it is the written start tag, followed by the end
     tag."""
 
-    __slots__ = ("keys", "fields")
+    __slots__ = ("keys", "fields", "attributes")
 
-    def __init__(self, fields):
+    def __init__(self, fields, attributes=()):
         self.fields = tuple(fields)
-        self.keys = frozenset(f[0] for f in self.fields)
+        self.attributes = tuple(attributes)  # keys of unqualified int attributes
+        self.keys = frozenset(f[0] for f in self.fields)  # attributes may be left out
 
     def tags(self):
         for field in self.fields:
@@ -83,8 +84,13 @@ def _compile(protocol, cls) -> _Plan:
     namespace = cls.get_namespace()
     if not namespace:
         raise _Unsupported(cls)
-    fields = []
+    fields, attributes = [], []
     for key, member in cls._type_info.items():
+        if issubclass(member, XmlAttribute):
+            if not issubclass(member.type, Integer) or member._ns is not None:
+                raise _Unsupported(cls, key)
+            attributes.append(key)
+            continue
         attrs = protocol.get_cls_attrs(member)
         if (attrs.exc or attrs.default is not None or member.Attributes.sub_ns is not None
                 or member.Attributes.sub_name is not None or attrs.sub_ns is not None
@@ -108,18 +114,20 @@ def _compile(protocol, cls) -> _Plan:
             raise _Unsupported(cls, key)
         fields.append((key, f"{{{namespace}}}{key}", kind, member.Attributes.min_occurs > 0,
                        member.Attributes.max_occurs > 1, sub))
-    return _Plan(fields)
+    return _Plan(fields, attributes)
 
 
 def _resolve(plan: _Plan, names: dict) -> _Plan:
     """The plan with each qualified name replaced by the start and end tag written."""
-    return _Plan((key, f"<{names[tag]}>", f"</{names[tag]}>", kind, required, repeated,
-                  None if sub is None else _resolve(sub, names))
-                 for key, tag, kind, required, repeated, sub in plan.fields)
+    return _Plan(((key, f"<{names[tag]}>", f"</{names[tag]}>", kind, required, repeated,
+                   None if sub is None else _resolve(sub, names))
+                  for key, tag, kind, required, repeated, sub in plan.fields),
+                 plan.attributes)
 
 
 def _write(out: list, plan: _Plan, values: dict) -> None:
-    if values.keys() != plan.keys:
+    if values.keys() != plan.keys and not (
+            plan.attributes and values.keys() - plan.attributes == plan.keys):
         raise _Unsupported("members")
     for key, start, end, kind, required, repeated, sub in plan.fields:
         value = values[key]
@@ -160,6 +168,16 @@ def _write(out: list, plan: _Plan, values: dict) -> None:
 
 
 def _write_complex(out: list, start: str, end: str, plan: _Plan, values: dict) -> None:
+    if plan.attributes:
+        written = []
+        for key in plan.attributes:
+            value = values.get(key)
+            if value is None:
+                continue
+            if type(value) is not int:
+                raise _Unsupported(key)
+            written.append(f' {key}="{value}"')
+        start = start[:-1] + "".join(written) + ">"
     at = len(out)
     out.append(start)
     _write(out, plan, values)

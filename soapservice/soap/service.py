@@ -1,4 +1,5 @@
-"""The four operations as a Spyne service: validate nothing here, translate only.
+"""The operations as a Spyne service, generated from the registry
+(:mod:`soapservice.operations`): validate nothing here, translate only.
 
 The core (:class:`soapservice.api.WebhookAPI`) is reached through ``ctx.udc``, set by
 the application builder, so one service class serves every endpoint. Each method returns
@@ -8,11 +9,12 @@ Spyne's serializer as Spyne objects (:func:`to_spyne`). Served with plain Spyne
 protocols, this service would not work.
 """
 
-import re
 
 from spyne import ServiceBase, rpc
 
+from soapservice import operations as ops
 from soapservice.soap import types as t
+from soapservice.xmltext import xml_safe
 
 
 def _client_address(ctx) -> str:
@@ -20,15 +22,38 @@ def _client_address(ctx) -> str:
     return req.get("REMOTE_ADDR", "-") if isinstance(req, dict) else "-"
 
 
+POSITIONAL_HINT = (" (positional callers, such as PHP SoapClient calling $client->{op}($user, "
+                   "$password, ...), belong on /webservice/webservice/soap3, the endpoint of "
+                   "the legacy platform's calling convention; /soap takes named parameters)")
+
+
+def _answer(ctx, operation: str, envelope):
+    """The core's envelope; a call that named none of the operation's parameters
+    (``param0``, ``param1``... of PHP's positional calls) learns where it belongs
+    instead of only that ``username`` is missing."""
+    if (envelope.error == 2 and envelope.message.endswith(": username")
+            and not _names_any_parameter(ctx, operation)):
+        envelope.message += POSITIONAL_HINT.format(op=operation)
+    return envelope
+
+
+def _names_any_parameter(ctx, operation: str) -> bool:
+    element = getattr(ctx, "in_body_doc", None)
+    if element is None:
+        return True
+    names = set(ops.parameter_names(operation))
+    return any(isinstance(child.tag, str) and child.tag.rsplit("}", 1)[-1] in names
+               for child in element)
+
+
 # Characters XML 1.0 cannot carry. Spyne answers a string holding one with HTTP 200 and
 # an empty Envelope; stored text that did not come through this API (a receiver's
 # error message in lastError, say) must not make an account's listing unreadable.
-_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 
 
 def _xml_safe(value):
     if isinstance(value, str):
-        return _NOT_XML.sub("\ufffd", value)
+        return xml_safe(value)
     if isinstance(value, dict):
         return {k: _xml_safe(v) for k, v in value.items()}
     if isinstance(value, list):
@@ -36,81 +61,41 @@ def _xml_safe(value):
     return value
 
 
-# Operation -> its Spyne result class and the class of the webhook(s) in it.
-_RESULT_TYPES = {
-    "CreateWebHook": (t.CreateWebHookResult, t.WebHook),
-    "GetWebHooks": (t.GetWebHooksResult, t.WebHook),
-    "ActivateWebHook": (t.ActivateWebHookResult, t.ActivatedWebHook),
-    "DeleteWebHookById": (t.DeleteWebHookByIdResult, None),
-}
+def _spyne_value(kind, value):
+    """A plain result value (dicts, lists, scalars) as Spyne objects of ``kind``."""
+    if value is None or not isinstance(kind, ops.Record):
+        return value
+    if isinstance(value, list):
+        return [_spyne_value(kind, v) for v in value]
+    fields = {f.name: f.type for f in kind.fields}
+    return t.RECORDS[kind.name](**{k: _spyne_value(fields.get(k), v)
+                                   for k, v in value.items()})
 
 
 def to_spyne(operation: str, envelope):
     """``envelope`` as the Spyne object Spyne's own serializer writes."""
-    return _to_spyne(envelope, *_RESULT_TYPES[operation])
+    op = ops.get(operation)
+    return t.RESULTS[operation](error=int(envelope.error),
+                                message=_xml_safe(envelope.message),
+                                result=_spyne_value(op.result.type,
+                                                    _xml_safe(envelope.result)))
 
 
-def _to_spyne(envelope, result_cls, item=None):
-    result = _xml_safe(envelope.result)
-    if result is not None and item is not None:
-        result = [item(**r) for r in result] if isinstance(result, list) else item(**result)
-    return result_cls(error=int(envelope.error), message=_xml_safe(envelope.message),
-                      result=result)
+def _method(op: ops.Operation):
+    """The Spyne method of ``op``: one mandatory ``<OpResult>`` holding error, message
+    and result (SPEC §1); .NET generators unwrap only when the message part is named
+    "parameters"."""
+
+    def call(ctx, *args):
+        envelope = getattr(ctx.udc, op.function)(*args, address=_client_address(ctx))
+        return _answer(ctx, op.name, envelope)
+
+    call.__name__ = call.__qualname__ = op.name
+    return rpc(*(t.parameter_type(p) for p in op.params),
+               _args=tuple(op.parameter_names),
+               _returns=t.RESULTS[op.name].customize(min_occurs=1, nillable=False),
+               _out_variable_name=op.result_name, _wsdl_part_name="parameters")(call)
 
 
-def _returns(operation: str) -> dict:
-    """One mandatory ``<OpResult>`` holding error, message and result (SPEC §1); .NET
-    generators unwrap only when the message part is named "parameters"."""
-    result = getattr(t, operation + "Result").customize(min_occurs=1, nillable=False)
-    return {"_returns": result, "_out_variable_name": operation + "Result",
-            "_wsdl_part_name": "parameters"}
-
-
-class WebHookService(ServiceBase):
-    @rpc(t.Required, t.Required, t.Required, t.Required, t.Required,
-         _args=("username", "password", "app", "event", "url"),
-         **_returns("CreateWebHook"))
-    def CreateWebHook(ctx, username, password, app, event, url):
-        return ctx.udc.create_webhook(username, password, app, event, url,
-                                      address=_client_address(ctx))
-
-    @rpc(t.Required, t.Required, t.Optional, t.Optional,
-         _args=("username", "password", "app", "event"),
-         **_returns("GetWebHooks"))
-    def GetWebHooks(ctx, username, password, app, event):
-        return ctx.udc.get_webhooks(username, password, app, event,
-                                    address=_client_address(ctx))
-
-    @rpc(t.Required, t.Required, t.RequiredInt, t.OptionalInt,
-         _args=("username", "password", "webhookId", "replayEvents"),
-         **_returns("ActivateWebHook"))
-    def ActivateWebHook(ctx, username, password, webhookId, replayEvents):
-        return ctx.udc.activate_webhook(username, password, webhookId, replayEvents,
-                                        address=_client_address(ctx))
-
-    @rpc(t.Required, t.Required, t.RequiredInt,
-         _args=("username", "password", "webhookId"),
-         **_returns("DeleteWebHookById"))
-    def DeleteWebHookById(ctx, username, password, webhookId):
-        return ctx.udc.delete_webhook(username, password, webhookId,
-                                      address=_client_address(ctx))
-
-
-# Operation name -> WebhookAPI method. Parameter names are the API's keyword names.
-OPERATIONS = {
-    "CreateWebHook": "create_webhook",
-    "GetWebHooks": "get_webhooks",
-    "ActivateWebHook": "activate_webhook",
-    "DeleteWebHookById": "delete_webhook",
-}
-
-
-def parameter_names(operation: str) -> list[str]:
-    """The operation's parameters in WSDL order, read from the Spyne definition."""
-    descriptor = WebHookService.public_methods[operation]
-    return list(descriptor.in_message._type_info.keys())
-
-
-def parameter_types(operation: str) -> list[tuple[str, object]]:
-    descriptor = WebHookService.public_methods[operation]
-    return list(descriptor.in_message._type_info.items())
+WebHookService = type("WebHookService", (ServiceBase,),
+                      {op.name: _method(op) for op in ops.OPERATIONS})

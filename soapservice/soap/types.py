@@ -1,23 +1,31 @@
-"""Spyne types of the WSDL, shaped for stub generators (SPEC §1).
+"""Spyne types of the WSDL, built from the operation registry and shaped for stub
+generators (SPEC §1).
 
 Required values are ``min_occurs=1`` without ``nillable``; optional ones are
 ``min_occurs=0`` without ``nillable`` (JAX-WS then makes plain fields, not
 ``JAXBElement``). Integers are ``xs:int``/``xs:long``, never ``xs:integer``. Fields keep
-their declared order.
+their declared order. Each operation's answer is one ``<Operation>Result`` type holding
+``error``, ``message`` and the operation's ``result``.
 """
 
-from spyne import Array, Boolean, ComplexModel, DateTime, Integer32, Unicode
+from spyne import (
+    Array,
+    Boolean,
+    ComplexModel,
+    DateTime,
+    Integer32,
+    Integer64,
+    Unicode,
+    XmlAttribute,
+)
+from spyne.util.odict import odict
 
-NAMESPACE = "urn:soapservice:webhooks:1"
+from soapservice import operations as ops
 
-Required = Unicode(min_occurs=1, nillable=False)
-Optional = Unicode(min_occurs=0, nillable=False)
-RequiredInt = Integer32(min_occurs=1, nillable=False)
-OptionalInt = Integer32(min_occurs=0, nillable=False)
-Int = Integer32(min_occurs=1, nillable=False)
-Bool = Boolean(min_occurs=1, nillable=False)
-When = DateTime(min_occurs=0, nillable=False)
-Text = Unicode(min_occurs=0, nillable=False)
+NAMESPACE = ops.NAMESPACE
+
+_SCALARS = {ops.STRING: Unicode, ops.INT: Integer32, ops.LONG: Integer64,
+            ops.BOOLEAN: Boolean, ops.DATETIME: DateTime}
 
 
 class _Typed(ComplexModel):
@@ -27,49 +35,46 @@ class _Typed(ComplexModel):
         declare_order = "declared"
 
 
-class WebHook(_Typed):
-    _type_info = [
-        ("id", Int),
-        ("app", Unicode(min_occurs=1, nillable=False)),
-        ("event", Unicode(min_occurs=1, nillable=False)),
-        ("url", Unicode(min_occurs=1, nillable=False)),
-        ("active", Bool),
-        ("created", DateTime(min_occurs=1, nillable=False)),
-        ("deactivatedAt", When),
-        ("failureCount", Int),
-        ("bufferedEvents", Int),
-        ("droppedEvents", Int),
-        ("lastSuccessAt", When),
-        ("lastFailureAt", When),
-        ("lastError", Text),
-        ("secret", Unicode(min_occurs=1, nillable=False)),
-    ]
+def _occurs(required: bool) -> dict:
+    return {"min_occurs": 1 if required else 0, "nillable": False}
 
 
-class ActivatedWebHook(_Typed):
-    _type_info = [*WebHook._type_info.items(), ("replayedEvents", Int)]
+def parameter_type(param: ops.Param):
+    return _SCALARS[param.type](**_occurs(param.required))
 
 
-WebHookList = Array(WebHook.customize(nillable=False), min_occurs=0, nillable=False).customize(
-    type_name="WebHookList")
+def _typed(name: str, members: list) -> type:
+    # Spyne looks for a ``class`` statement of that name unless given an odict.
+    return type(name, (_Typed,), odict([("__module__", __name__), ("_type_info", members)]))
 
 
-_ERROR = ("error", Int)
+RECORDS: dict[str, type] = {}
+
+
+def _record(record: ops.Record) -> type:
+    cls = RECORDS.get(record.name)
+    if cls is None:
+        cls = _typed(record.name, [(f.name, field_type(f)) for f in record.fields])
+        RECORDS[record.name] = cls
+    return cls
+
+
+def field_type(field: ops.Field):
+    if field.attribute:
+        return XmlAttribute(_SCALARS[field.type])
+    if isinstance(field.type, ops.Record):
+        base = _record(field.type)
+        if field.many:
+            return Array(base.customize(nillable=False), **_occurs(field.required)
+                         ).customize(type_name=field.list_name)
+        return base.customize(**_occurs(field.required))
+    return _SCALARS[field.type](**_occurs(field.required))
+
+
+_ERROR = ("error", Integer32(min_occurs=1, nillable=False))
 _MESSAGE = ("message", Unicode(min_occurs=1, nillable=False))
 
-
-class CreateWebHookResult(_Typed):
-    _type_info = [_ERROR, _MESSAGE, ("result", WebHook.customize(min_occurs=0, nillable=False))]
-
-
-class GetWebHooksResult(_Typed):
-    _type_info = [_ERROR, _MESSAGE, ("result", WebHookList)]
-
-
-class ActivateWebHookResult(_Typed):
-    _type_info = [_ERROR, _MESSAGE,
-                  ("result", ActivatedWebHook.customize(min_occurs=0, nillable=False))]
-
-
-class DeleteWebHookByIdResult(_Typed):
-    _type_info = [_ERROR, _MESSAGE, ("result", Integer32(min_occurs=0, nillable=False))]
+RESULTS: dict[str, type] = {
+    op.name: _typed(op.result_name, [_ERROR, _MESSAGE, ("result", field_type(op.result))])
+    for op in ops.OPERATIONS
+}

@@ -17,6 +17,10 @@ def find(username: str) -> Account | None:
     return found[0] if found else None
 
 
+def get(account_id: int) -> Account | None:
+    return Account.get_or_none(Account.id == account_id)
+
+
 def add(username: str, password_hash: str, email: str | None = None) -> Account:
     return Account.create(username=username, password_hash=password_hash, email=email,
                           created_at=time.time())
@@ -35,5 +39,12 @@ def remove(username: str) -> bool:
     return True
 
 
+# The hidden account of the operator's webhook (store/operator_events.py), and the
+# prefix no customer account may have.
+SYSTEM_PREFIX = "~"
+
+
 def all_accounts() -> list[Account]:
-    return list(Account.select().order_by(Account.username))
+    """Customer accounts (not the system account of operator events)."""
+    return list(Account.select().where(~Account.username.startswith(SYSTEM_PREFIX))
+                .order_by(Account.username))

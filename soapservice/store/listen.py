@@ -2,6 +2,13 @@
 channel over its own connection (not the pool's) and calls back on every notification
 burst, so an event stored by any process is picked up at once by every worker.
 
+No fixed wait: the callback comes as soon as the first notification is read (every
+notification already waiting is read with it, one callback for all). Bursts are
+coalesced by the delivery loop itself: a wake-up while a claim is in flight only marks
+that one more claim follows it (``DeliveryService.wake``), so a burst of events costs a
+worker a claim or two, never one claim per event, and a lone event no delay. (A 20 ms
+wait after each callback once put PostgreSQL's 202 -> receiver at p50 8 / p99 20 ms.)
+
 A lost connection is retried every second; after reconnecting it calls back once, for
 whatever was announced meanwhile (the sweep would find it too, later).
 """
@@ -19,9 +26,6 @@ log = logging.getLogger(__name__)
 
 POLL_SEC = 1.0
 RECONNECT_SEC = 1.0
-# Notifications arriving within this long after a callback are answered by one more
-# callback: a burst of events costs a worker a few claims, not one claim per event.
-COALESCE_SEC = 0.02
 
 
 class DueListener:
@@ -61,11 +65,10 @@ class DueListener:
                 while not self._stop.is_set():
                     if select.select([conn], [], [], POLL_SEC) == ([], [], []):
                         continue
-                    conn.poll()
+                    conn.poll()  # reads every notification that has arrived
                     if conn.notifies:
                         conn.notifies.clear()
                         self.callback()
-                        self._stop.wait(COALESCE_SEC)
             except Exception as exc:  # noqa: BLE001 (keep listening whatever happened)
                 self.listening.clear()
                 log.warning("store notifications: %s; reconnecting", exc)

@@ -1,35 +1,79 @@
-"""The access log without secrets: query-string values are replaced by ``***``.
+"""The access log without secrets: only the service's own names appear as sent.
 
-``/json/<op>`` accepts its parameters, the password among them, in the query string
-(like the original's JSON API); twisted.web's combined log format would write them
-into every access-log line. Parameter names stay, values go (``?wsdl`` is kept). The
-token of a reactivation link (``/reactivate/<token>``) is replaced the same way.
+``/json/<op>`` takes its parameters, the password among them, in the query string (like
+the original's JSON API), reactivation links carry a signed token in their path, and a
+client may put anything anywhere: a password typed into a path, a query name without
+``=``, a link in the ``Referer``. twisted.web's combined log format would write all of it.
+Here a path segment stays only if it is a name of this service (an endpoint, an
+operation, a shipped static file), a query part only if it is a parameter name (its
+value always goes): everything else is ``***``. The ``Referer`` is redacted the same
+way (scheme and host stay). ``?wsdl`` is kept.
 """
 
 import logging
+import os
 import re
 import sys
-from urllib.parse import parse_qsl, quote
+from urllib.parse import unquote_to_bytes
 
 from twisted.web.http import _escape
 
+from soapservice import operations
 from soapservice.config import ConfigError
 
-# Paths whose last part is a credential (the signed reactivation token).
-_TOKEN_PATHS = (b"/reactivate/",)
+HIDDEN = b"***"
+
+# Names of the web tree's resources (web/root.py and the parts it mounts). A route
+# added elsewhere shows as *** until its name is added here: the safe default.
+PATH_NAMES = {"soap", "soap12", "json", "webservice", "soap3", "demo", "static", "healthz",
+              "metrics", "events", "reactivate", "portal", "favicon.ico", "robots.txt"}
+PATH_NAMES |= {op.name for op in operations.OPERATIONS}
+_STATIC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static")
+PATH_NAMES |= set(os.listdir(_STATIC)) if os.path.isdir(_STATIC) else set()
+QUERY_NAMES = {"wsdl"} | {p.name for op in operations.OPERATIONS for p in op.params}
+
+_PATH_WORDS = {name.lower().encode() for name in PATH_NAMES}
+_QUERY_WORDS = {name.lower().encode() for name in QUERY_NAMES}
+_KEPT: dict[bytes, bytes] = {}  # paths seen, redacted: most requests name a few
+
+
+def _word(raw: bytes, words) -> bool:
+    return unquote_to_bytes(raw).lower() in words
 
 
 def redact_uri(uri: bytes) -> bytes:
+    kept = _KEPT.get(uri)
+    if kept is not None:
+        return kept
     path, sep, query = uri.partition(b"?")
-    for prefix in _TOKEN_PATHS:
-        if path.startswith(prefix) and len(path) > len(prefix):
-            path = prefix + b"***"
-            uri = path + sep + query
-    if not sep or query.lower() == b"wsdl":
-        return uri
-    names = [quote(name, safe="")[:40] for name, _ in parse_qsl(
-        query.decode("latin-1"), keep_blank_values=True)]
-    return path + b"?" + "&".join(f"{n}=***" for n in names).encode() if names else path + b"?***"
+    segments = [seg if not seg or _word(seg, _PATH_WORDS) else HIDDEN
+                for seg in path.split(b"/")]
+    out = b"/".join(segments)
+    if sep:
+        parts = []
+        for part in query.split(b"&"):
+            name, eq, _value = part.partition(b"=")
+            if not _word(name, _QUERY_WORDS):
+                parts.append(HIDDEN)
+            elif eq:
+                parts.append(name + b"=" + HIDDEN)
+            else:
+                parts.append(name)
+        out += b"?" + b"&".join(parts)
+    if not sep and len(uri) <= 256 and len(_KEPT) < 4096:  # no credentials kept here
+        _KEPT[uri] = out
+    return out
+
+
+_URL = re.compile(rb"^([A-Za-z][A-Za-z0-9+.-]*://[^/?#]*)([^#]*)")
+
+
+def redact_referrer(value: bytes) -> bytes:
+    """A URL with its path and query redacted as :func:`redact_uri` does."""
+    match = _URL.match(value)
+    if match is None:
+        return HIDDEN
+    return match.group(1) + (redact_uri(match.group(2)) if match.group(2) else b"")
 
 
 # Bytes that may stand in a log line as they are: printable ASCII but the quote and the
@@ -49,13 +93,13 @@ def _field(value: bytes | str | None) -> str:
 
 def access_line(timestamp: str, request) -> str:
     """The Combined Log Format line twisted.web writes (same fields, same escaping),
-    query values and reactivation tokens redacted, built in a few string operations:
+    the URI and the Referer redacted, built in a few string operations:
     twisted's formatter took ~100 µs per request under load (py-spy)."""
-    uri = request.uri
-    if b"?" in uri or uri.startswith(_TOKEN_PATHS):
-        uri = redact_uri(uri)
+    uri = redact_uri(request.uri)
     headers = request.requestHeaders
     referrer = headers.getRawHeaders(b"referer")
+    if referrer:
+        referrer = [redact_referrer(referrer[-1])]
     agent = headers.getRawHeaders(b"user-agent")
     host = getattr(request.getClientAddress(), "host", None)
     return (f'"{_field(host)}" - - {timestamp} '

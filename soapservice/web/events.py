@@ -5,9 +5,11 @@ from __future__ import annotations
 import hmac
 import json
 
-from twisted.web import resource, server
+from twisted.web import resource
 
-from soapservice.ingest import MAX_EVENT_BYTES, IngestError
+from soapservice import outage
+from soapservice.ingest import MAX_EVENT_BYTES, MAX_EVENT_DEPTH, IdempotencyConflict, IngestError
+from soapservice.web.respond import respond
 
 MAX_REQUEST_BYTES = MAX_EVENT_BYTES + 4096
 
@@ -43,30 +45,39 @@ class Events(resource.Resource):
                 raise ValueError("expected a JSON object")
             account, event, data = message.get("account"), message.get("event"), \
                 message.get("data")
-        except (ValueError, RecursionError) as exc:
-            reason = "nested too deeply" if isinstance(exc, RecursionError) else exc
-            return _answer(request, 400, {"error": f"body is not JSON: {reason}"})
-        d = self.ingestor.submit(account, event, data)  # 202 after its group commit
+        except RecursionError:
+            # deeper than the parser's stack (the limit differs between Pythons): the
+            # same answer as data deeper than the ingest limit
+            return _answer(request, 400, {"error": "event data nests deeper than "
+                                                   f"{MAX_EVENT_DEPTH} levels"})
+        except ValueError as exc:
+            return _answer(request, 400, {"error": f"body is not JSON: {exc}"})
+        key = request.getHeader("idempotency-key")
+        # 202 after its group commit (an event with an idempotency key: its own commit)
+        d = self.ingestor.submit(account, event, data, idempotency_key=key)
 
         def stored(result):
+            outage.STORE.recovered()
             event_id, queued = result
-            body = _answer(request, 202, {"id": event_id, "queued": queued})
-            if not request._disconnected:
-                request.write(body)
-                request.finish()
+            if getattr(result, "duplicate", False):
+                return _answer(request, 200, {"id": event_id, "queued": queued,
+                                              "duplicate": True})
+            return _answer(request, 202, {"id": event_id, "queued": queued})
 
         def refused(failure):
+            if failure.check(IdempotencyConflict):
+                return _answer(request, 409, {"error": str(failure.value)})
             if failure.check(IngestError):
-                body = _answer(request, 400, {"error": str(failure.value)})
-            else:
-                body = _answer(request, 503, {"error": "event not stored; try again"})
-                failure.printTraceback()
-            if not request._disconnected:
-                request.write(body)
-                request.finish()
+                return _answer(request, 400, {"error": str(failure.value)})
+            return None
 
-        d.addCallbacks(stored, refused)
-        return server.NOT_DONE_YET
+        def not_stored(request, reference):
+            request.setHeader(b"retry-after", b"5")
+            return _answer(request, 503, {"error": "event not stored; try again",
+                                          "reference": reference})
+
+        return respond(request, d, stored, what="POST /events", expected=refused,
+                       internal=not_stored)
 
     def render_GET(self, request):
         request.setHeader(b"allow", b"POST")

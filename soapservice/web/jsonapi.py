@@ -1,8 +1,8 @@
 """``/json/<Operation>``: the four operations with form-encoded or JSON parameters,
 answering the JSON envelope with HTTP 200, like the original's JSON API.
 
-Parameter names come from the Spyne service definition, so the SOAP and JSON surfaces
-cannot drift apart.
+Parameter names come from the operation registry (:mod:`soapservice.operations`), as
+the SOAP service's do, so the SOAP and JSON surfaces cannot drift apart.
 """
 
 from __future__ import annotations
@@ -10,11 +10,12 @@ from __future__ import annotations
 import json
 from datetime import datetime
 
-from twisted.internet.threads import deferToThreadPool
-from twisted.web import resource, server
+from twisted.web import resource
 
+from soapservice import operations as ops
 from soapservice.errors import Error
-from soapservice.soap.service import OPERATIONS, parameter_names
+from soapservice.services import Runner
+from soapservice.web.respond import respond
 
 
 def _default(value):
@@ -45,8 +46,9 @@ class JsonOperation(resource.Resource):
     def __init__(self, api, reactor, pool, name):
         super().__init__()
         self.api, self.reactor, self.pool, self.name = api, reactor, pool, name
-        self.method = getattr(api, OPERATIONS[name])
-        self.params = parameter_names(name)
+        self.run = Runner(reactor, pool)  # blocking work off the reactor
+        self.method = getattr(api, ops.get(name).function)
+        self.params = ops.parameter_names(name)
 
     def render_GET(self, request):
         return self.render_POST(request)
@@ -69,28 +71,50 @@ class JsonOperation(resource.Resource):
             kwargs[name] = value if value is None or isinstance(value, str) else str(value)
         address = request.getClientAddress()
         kwargs["address"] = getattr(address, "host", "-")
-        d = deferToThreadPool(self.reactor, self.pool, self.method, **kwargs)
+        d = self.run(self.method, **kwargs)
+        return respond(request, d, render_envelope, what=f"/json/{self.name}",
+                       internal=_internal)
 
-        def done(envelope):
-            if not request._disconnected:
-                request.write(render_envelope(envelope))
-                request.finish()
 
-        def failed(failure):
-            if not request._disconnected:
-                request.write(json.dumps({"error": int(Error.INTERNAL),
-                                          "message": "Internal error"}).encode())
-                request.finish()
+def _internal(request, reference: str) -> bytes:
+    return json.dumps({"error": int(Error.INTERNAL),
+                       "message": f"Internal error (reference {reference})"}).encode()
 
-        d.addCallbacks(done, failed)
-        return server.NOT_DONE_YET
+
+class UnknownOperation(resource.Resource):
+    """``/json/<no such operation>``: the JSON envelope (error 6, HTTP 404), naming the
+    operations and, for a wrongly cased name, the right spelling (names are
+    case-sensitive, as on the SOAP endpoints)."""
+
+    isLeaf = True
+
+    def __init__(self, name: str):
+        super().__init__()
+        known = {op.lower(): op for op in ops.BY_NAME}
+        if not name:
+            message = "No operation named: use /json/<Operation>"
+        elif name.lower() in known:
+            message = (f"Unknown operation {name!r}: did you mean {known[name.lower()]}? "
+                       "Operation names are case-sensitive")
+        else:
+            message = f"Unknown operation {name[:100]!r}"
+        self.message = f"{message}; operations: {', '.join(ops.BY_NAME)}"
+
+    def render(self, request):
+        request.setResponseCode(404)
+        request.setHeader(b"content-type", b"application/json; charset=utf-8")
+        return json.dumps({"error": int(Error.INVALID_VALUE), "message": self.message}
+                          ).encode()
 
 
 class JsonRoot(resource.Resource):
     def __init__(self, api, reactor, pool):
         super().__init__()
-        for name in OPERATIONS:
+        for name in ops.BY_NAME:
             self.putChild(name.encode(), JsonOperation(api, reactor, pool, name))
 
     def getChild(self, path, request):
-        return resource.NoResource(f"unknown operation {path.decode('utf-8', 'replace')!r}")
+        return UnknownOperation(path.decode("utf-8", "replace"))
+
+    def render(self, request):  # /json itself
+        return UnknownOperation("").render(request)

@@ -9,13 +9,16 @@ Each SOAP call (parsing included) runs on the thread pool, like every other call
 
 from __future__ import annotations
 
-from twisted.internet.threads import deferToThreadPool
-from twisted.web import resource, server
+from twisted.web import resource
 
+from soapservice import operations as ops
+from soapservice.addresses import PerAddress, base_from_host
 from soapservice.legacy.protocol import Fault, answer, render_fault
 from soapservice.legacy.wsdl import PATH, legacy_wsdl
-from soapservice.soap.service import OPERATIONS
+from soapservice.services import Runner
+from soapservice.soap.limits import XmlLimits
 from soapservice.web.jsonapi import JsonOperation
+from soapservice.web.respond import respond
 
 _XML = b"text/xml; charset=utf-8"
 
@@ -23,17 +26,26 @@ _XML = b"text/xml; charset=utf-8"
 class LegacySoap(resource.Resource):
     isLeaf = True
 
-    def __init__(self, api, reactor, pool, address: str):
+    def __init__(self, api, reactor, pool, address: str, xml_limits=None,
+                 from_host: bool = False):
+        """``from_host``: the WSDL names the address each request came in on."""
         super().__init__()
         self.api, self.reactor, self.pool = api, reactor, pool
+        self.run = Runner(reactor, pool)  # blocking work off the reactor
         self.wsdl = legacy_wsdl(address)
+        self.fallback = address.removesuffix(PATH)
+        self.documents = PerAddress(legacy_wsdl) if from_host else None
+        self.xml_limits = xml_limits
 
     def render_GET(self, request):
         # twisted.web drops "?wsdl" from request.args (no "="): read the query itself.
         query = request.uri.partition(b"?")[2]
         if any(p.partition(b"=")[0].lower() == b"wsdl" for p in query.split(b"&")):
             request.setHeader(b"content-type", _XML)
-            return self.wsdl
+            if self.documents is None:
+                return self.wsdl
+            base = base_from_host(request.getHeader(b"host"), self.fallback)
+            return self.documents.get(base + PATH)
         request.setHeader(b"content-type", b"text/plain; charset=utf-8")
         return (b"rpc/encoded SOAP 1.1 endpoint of soapservice; POST SOAP requests here, "
                 b"WSDL at ?wsdl\n")
@@ -41,26 +53,24 @@ class LegacySoap(resource.Resource):
     def render_POST(self, request):
         body = request.content.read()
         host = getattr(request.getClientAddress(), "host", "-")
-        d = deferToThreadPool(self.reactor, self.pool, answer, self.api, body, host)
+        d = self.run(answer, self.api, body, host,
+                              self.xml_limits)
 
         def done(outcome):
             status, payload = outcome
-            self._write(request, status, payload)
+            return self._answer(request, status, payload)
 
-        def failed(failure):
-            self._write(request, 500, render_fault(Fault("Internal error", "Server")))
+        def internal(request, reference):
+            fault = Fault(f"Internal error (reference {reference})", "Server")
+            return self._answer(request, 500, render_fault(fault))
 
-        d.addCallbacks(done, failed)
-        return server.NOT_DONE_YET
+        return respond(request, d, done, what="legacy SOAP", internal=internal)
 
     @staticmethod
-    def _write(request, status, payload):
-        if request._disconnected:
-            return
+    def _answer(request, status, payload) -> bytes:
         request.setResponseCode(status)
         request.setHeader(b"content-type", _XML)
-        request.write(payload)
-        request.finish()
+        return payload
 
 
 class LegacyJson(resource.Resource):
@@ -69,7 +79,7 @@ class LegacyJson(resource.Resource):
     def __init__(self, api, reactor, pool):
         super().__init__()
         self.operations = {name.lower(): JsonOperation(api, reactor, pool, name)
-                           for name in OPERATIONS}
+                           for name in ops.BY_NAME}
 
     def getChild(self, path, request):
         child = self.operations.get(path.decode("utf-8", "replace").lower())
@@ -82,6 +92,8 @@ def legacy_tree(api, settings, reactor, pool) -> resource.Resource:
     """The ``webservice`` child of the root, holding ``webservice/soap3`` and ``json``."""
     top, inner = resource.Resource(), resource.Resource()
     top.putChild(b"webservice", inner)
-    inner.putChild(b"soap3", LegacySoap(api, reactor, pool, settings.base_url + PATH))
+    inner.putChild(b"soap3", LegacySoap(api, reactor, pool, settings.base_url + PATH,
+                                        XmlLimits.from_settings(settings),
+                                        from_host=settings.address_from_request))
     inner.putChild(b"json", LegacyJson(api, reactor, pool))
     return top

@@ -1,10 +1,11 @@
 """``/metrics``: the process's Prometheus metrics, rendered in the thread pool (the
 store gauges query the database)."""
 
-from twisted.internet.threads import deferToThreadPool
-from twisted.web import resource, server
+from twisted.web import resource
 
 from soapservice import metrics
+from soapservice.services import Runner
+from soapservice.web.respond import respond
 
 
 class Metrics(resource.Resource):
@@ -13,23 +14,13 @@ class Metrics(resource.Resource):
     def __init__(self, reactor, pool):
         super().__init__()
         self.reactor, self.pool = reactor, pool
+        self.run = Runner(reactor, pool)  # blocking work off the reactor
 
     def render_GET(self, request):
-        d = deferToThreadPool(self.reactor, self.pool, metrics.render)
-
         def answer(result):
-            if request._disconnected:
-                return
             body, content_type = result
             request.setHeader(b"content-type", content_type.encode())
-            request.write(body)
-            request.finish()
+            return body
 
-        def failed(failure):
-            if not request._disconnected:
-                request.setResponseCode(500)
-                request.write(b"metrics unavailable\n")
-                request.finish()
-
-        d.addCallbacks(answer, failed)
-        return server.NOT_DONE_YET
+        return respond(request, self.run(metrics.render),
+                       answer, what="metrics")

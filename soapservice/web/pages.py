@@ -1,5 +1,8 @@
-"""What the HTML pages (demo, reactivation) share: security headers, the shipped static
-files at ``/static/``, and templates from ``web/templates`` with every value escaped.
+"""What the HTML pages (index, demo, reactivation) share: security headers, the shipped
+static files at ``/static/``, and templates from ``web/templates`` with every value
+escaped. Every page is a template: a page's body is a fragment (its own template)
+placed in ``page.html``; no page writes HTML in Python, so nothing reaches a page
+unescaped unless it is a fragment rendered from a template itself (:class:`Markup`).
 
 The pages ship inside the package (no CDN: the machines running the service may have no
 internet) and allow only same-origin resources and no inline script.
@@ -7,6 +10,7 @@ internet) and allow only same-origin resources and no inline script.
 
 from __future__ import annotations
 
+import functools
 import html
 import string
 from pathlib import Path
@@ -49,9 +53,25 @@ def render_text(text: str, **values) -> bytes:
     return string.Template(text).substitute(escaped).encode("utf-8")
 
 
+@functools.cache
+def _template(name: str) -> str:
+    return (TEMPLATES / name).read_text(encoding="utf-8")
+
+
 def render(template: str, **values) -> bytes:
     """``web/templates/<template>`` through :func:`render_text`."""
-    return render_text((TEMPLATES / template).read_text(encoding="utf-8"), **values)
+    return render_text(_template(template), **values)
+
+
+def fragment(template: str, **values) -> Markup:
+    """A piece of a page from ``web/templates`` (values escaped as by :func:`render`),
+    to be placed in another template."""
+    return Markup(render(template, **values).decode("utf-8").rstrip("\n"))
+
+
+def page(template: str, title: str, **values) -> bytes:
+    """A whole page: ``template``'s fragment as the main part of ``page.html``."""
+    return render("page.html", title=title, main=fragment(template, **values))
 
 
 class StaticPage(resource.Resource):
@@ -76,6 +96,15 @@ class StaticFiles(static.File):
 
     def directoryListing(self):
         return twisted_pages.forbidden("No listing here.")
+
+    def getChild(self, path, request):
+        # A NUL byte (/static/%00) made twisted's stat() raise: a 500 and a traceback.
+        if b"\x00" in path:
+            return twisted_pages.notFound("No such file.")
+        try:
+            return super().getChild(path, request)
+        except (ValueError, OSError):
+            return twisted_pages.notFound("No such file.")
 
     def render_GET(self, request):
         request.setHeader(b"x-content-type-options", b"nosniff")

@@ -5,25 +5,25 @@ POST acts. Cross-site posting is refused three ways: the Origin (else Referer) m
 this server, the form carries a field bound to the link and to a random value in a
 ``SameSite=Strict`` cookie set by the GET, and the page may only post to itself (CSP
 ``form-action 'self'``). Refused or spent links get a plain 404/410 page. Store work
-runs on the API thread pool; pages are server-rendered HTML, every value escaped.
+runs on the API thread pool; the pages are templates (``refused.html``,
+``reactivate.html``, ``reactivated.html``), every value escaped.
 """
 
 from __future__ import annotations
 
-import html
 import logging
 import re
 import secrets
 import time
-import uuid
 from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
-from twisted.internet.threads import deferToThreadPool
-from twisted.web import resource, server
+from twisted.web import resource
 
 from soapservice import reactivation
-from soapservice.web.pages import SECURITY_HEADERS, Markup, render
+from soapservice.services import Runner
+from soapservice.web.pages import SECURITY_HEADERS, page
+from soapservice.web.respond import respond
 
 log = logging.getLogger(__name__)
 
@@ -31,15 +31,13 @@ COOKIE = b"soapservice_reactivate"
 _NONCE = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
 _TOKEN = re.compile(r"^[A-Za-z0-9_=.-]{1,1024}$")
 
-# Same headers as the demo, except that a same-origin POST must carry its Origin (with
-# no-referrer, browsers send "Origin: null"). The token never leaves the site.
-HEADERS = {**SECURITY_HEADERS, b"referrer-policy": b"same-origin",
-           b"cache-control": b"no-store", b"content-type": b"text/html; charset=utf-8",
-           b"x-robots-tag": b"noindex"}
-
-
-def esc(value) -> str:
-    return html.escape("" if value is None else str(value), quote=True)
+# The demo's headers, no-referrer included: with same-origin the page's own stylesheet
+# request and its POST carried the link's token in their Referer (into access logs, the
+# server's and any proxy's). With no-referrer a browser's POST says "Origin: null", so
+# a same-site POST is told by its Sec-Fetch-Site (every current browser sends it); the
+# form field bound to the SameSite=Strict cookie is what no other site can forge.
+HEADERS = {**SECURITY_HEADERS, b"cache-control": b"no-store",
+           b"content-type": b"text/html; charset=utf-8", b"x-robots-tag": b"noindex"}
 
 
 def when(value: float | None) -> str:
@@ -65,6 +63,7 @@ class Reactivate(resource.Resource):
     def __init__(self, settings, reactor, pool, clock=time.time):
         super().__init__()
         self.settings, self.reactor, self.pool, self.clock = settings, reactor, pool, clock
+        self.run = Runner(reactor, pool)  # blocking work off the reactor
         # Called (in the pool thread) with a webhook id after a replay was queued.
         self.on_webhook_activated: list = []
 
@@ -76,35 +75,38 @@ class Reactivate(resource.Resource):
         token = parts[0].decode("ascii", "replace")
         return token if _TOKEN.match(token) else None
 
-    def _page(self, request, status: int, title: str, main: str) -> bytes:
+    def _page(self, request, status: int, template: str, title: str, **values) -> bytes:
         request.setResponseCode(status)
         for name, value in HEADERS.items():
             request.setHeader(name, value)
-        return render("page.html", title=title, main=Markup(main))
+        return page(template, title, **values)
 
     def _refused(self, request, status, title, detail) -> bytes:
-        main = (f'<h1>{esc(title)}</h1>\n<p class="notice error" role="alert">{esc(detail)}</p>'
-                '\n<p class="note">Nothing was changed.</p>')
-        return self._page(request, status, title, main)
+        return self._page(request, status, "refused.html", title, heading=title,
+                          detail=detail)
 
-    def _finish(self, request, body: bytes):
-        if not request._disconnected:
-            request.write(body)
-            request.finish()
+    def _not_a_link(self, request) -> bytes:
+        return self._refused(request, 404, "This link is not valid",
+                             "It was not issued by this server, or it was cut or changed "
+                             "on its way.")
 
-    def _failed(self, request, failure):
+    def _link_refused(self, request, failure):
         if failure.check(reactivation.LinkRefused):
             exc = failure.value
             return self._refused(request, exc.status, exc.title, exc.detail)
-        reference = uuid.uuid4().hex[:12]
-        log.error("reactivation page: internal error, reference %s: %s", reference,
-                  failure.getTraceback())
+        return None
+
+    def _internal(self, request, reference: str) -> bytes:
         return self._refused(request, 500, "Something went wrong",
                              f"The server could not answer (reference {reference}). "
                              "Try again in a moment.")
 
     def _same_origin(self, request) -> bool:
         """A browser's POST names where it comes from; it must be this server."""
+        fetch_site = request.getHeader("sec-fetch-site")
+        if fetch_site is not None and fetch_site.strip().lower() not in ("same-origin",
+                                                                          "none"):
+            return False
         origin = request.getHeader("origin")
         if origin is None:
             referer = request.getHeader("referer")
@@ -112,6 +114,8 @@ class Reactivate(resource.Resource):
                 return True  # not a browser; the form field and cookie still apply
             origin = _origin(referer) or "null"
         origin = origin.strip().lower()
+        if origin == "null":  # what no-referrer makes of this page's own POST
+            return True
         allowed = {_origin(self.settings.base_url)}
         host = request.getHeader("host")
         if host:
@@ -123,59 +127,37 @@ class Reactivate(resource.Resource):
     def render_GET(self, request):
         token = self._token(request)
         if token is None:
-            return self._refused(request, 404, "This link is not valid",
-                                 "It was not issued by this server, or it was cut or "
-                                 "changed on its way.")
+            return self._not_a_link(request)
         nonce = (request.getCookie(COOKIE) or b"").decode("ascii", "replace")
         if not _NONCE.match(nonce):
             nonce = secrets.token_urlsafe(24)
-        d = deferToThreadPool(self.reactor, self.pool, reactivation.view, token, self.clock())
-        d.addCallbacks(lambda v: self._show(request, token, v, nonce),
-                       lambda f: self._failed(request, f))
-        d.addCallback(lambda body: self._finish(request, body))
-        return server.NOT_DONE_YET
+        d = self.run(reactivation.view, token, self.clock())
+        return respond(request, d, lambda v: self._show(request, token, v, nonce),
+                       what="reactivation page",
+                       expected=lambda f: self._link_refused(request, f),
+                       internal=self._internal)
 
     def _show(self, request, token, v: reactivation.LinkView, nonce: str) -> bytes:
         secure = "; Secure" if self.settings.base_url.startswith("https:") else ""
         request.addCookie(COOKIE, nonce.encode(), path=b"/reactivate/", httpOnly=True,
                           sameSite="strict", secure=bool(secure))
         field = reactivation.form_value(v.form_key, nonce)
-        n = v.buffered
-        action = esc(f"/reactivate/{token}")
-        main = f"""<h1>Reactivate webhook {v.webhook_id}</h1>
-<p>This webhook was deactivated because its URL could not be reached. Choose what to do
-with the events that arrived since; nothing changes until you press a button.</p>
-<dl class="envelope failed" id="webhook">
-  <dt>Webhook</dt><dd id="webhook-id">{v.webhook_id}</dd>
-  <dt>App</dt><dd id="webhook-app">{esc(v.app)}</dd>
-  <dt>Event</dt><dd id="webhook-event">{esc(v.event)}</dd>
-  <dt>URL</dt><dd id="webhook-url" class="value">{esc(v.url)}</dd>
-  <dt>Deactivated</dt><dd id="deactivated-at">{esc(when(v.deactivated_at))}</dd>
-  <dt>Why</dt><dd id="reason">{esc(v.reason or "its URL stayed unreachable")}</dd>
-  <dt>Last error</dt><dd id="last-error" class="value">{esc(v.last_error or "none recorded")}</dd>
-  <dt>Buffered</dt><dd id="buffered">{esc(events(n))}</dd>
-</dl>
-<form method="post" action="{action}" class="actions" id="reactivate-form">
-  <input type="hidden" name="form" value="{esc(field)}">
-  <button type="submit" name="replay" value="1" id="replay" class="primary">Reactivate and
-  send the {esc(events(n))}</button>
-  <button type="submit" name="replay" value="0" id="discard">Reactivate without them</button>
-</form>
-<p class="note">Sending them delivers them oldest first, before any newer event of the same
-subscriber. Without them they are deleted for good. Either way the webhook starts
-receiving new events again, and this link stops working.</p>"""
-        return self._page(request, 200, f"Reactivate webhook {v.webhook_id}", main)
+        return self._page(
+            request, 200, "reactivate.html", f"Reactivate webhook {v.webhook_id}",
+            webhook_id=v.webhook_id, app=v.app, event=v.event, url=v.url,
+            deactivated_at=when(v.deactivated_at),
+            reason=v.reason or "its URL stayed unreachable",
+            last_error=v.last_error or "none recorded", buffered=events(v.buffered),
+            action=f"/reactivate/{token}", field=field)
 
     # -- POST: act ----------------------------------------------------------------------
     def render_POST(self, request):
         token = self._token(request)
         if token is None:
-            return self._refused(request, 404, "This link is not valid",
-                                 "It was not issued by this server, or it was cut or "
-                                 "changed on its way.")
+            return self._not_a_link(request)
         if not self._same_origin(request):
-            log.warning("reactivation: refused a cross-site POST (origin %r)",
-                        request.getHeader("origin") or request.getHeader("referer"))
+            # Not the Origin or Referer itself: whatever a client sends stays out of logs.
+            log.warning("reactivation: refused a cross-site POST")
             return self._refused(request, 403, "Request refused",
                                  "This request came from another site. Open the link from "
                                  "your notification and press a button on its page.")
@@ -187,12 +169,11 @@ receiving new events again, and this link stops working.</p>"""
         field = (args.get(b"form") or [b""])[0].decode("ascii", "replace")
         nonce = (request.getCookie(COOKIE) or b"").decode("ascii", "replace")
         nonce = nonce if _NONCE.match(nonce) else ""
-        d = deferToThreadPool(self.reactor, self.pool, self._act, token,
-                              replay_raw == b"1", nonce, field)
-        d.addCallbacks(lambda result: self._done(request, *result),
-                       lambda f: self._post_failed(request, token, f))
-        d.addCallback(lambda body: self._finish(request, body))
-        return server.NOT_DONE_YET
+        d = self.run(self._act, token, replay_raw == b"1", nonce, field)
+        return respond(request, d, lambda result: self._done(request, *result),
+                       what="reactivation page",
+                       expected=lambda f: self._post_refused(request, f),
+                       internal=self._internal)
 
     def _act(self, token, replay, nonce, field):
         """In the pool thread: act, then wake the delivery loop (thread-safe callbacks)."""
@@ -202,29 +183,25 @@ receiving new events again, and this link stops working.</p>"""
                 callback(before.webhook_id)
         return before, replay, replayed
 
-    def _post_failed(self, request, token, failure):
+    def _post_refused(self, request, failure):
         if failure.check(reactivation.FormRefused):
             log.warning("reactivation: refused a POST without this page's form field")
             return self._refused(
                 request, 403, "Request refused",
                 "This confirmation did not come from the page this server showed (or the "
                 "page is too old). Open the link again and press a button there.")
-        return self._failed(request, failure)
+        return self._link_refused(request, failure)
 
     def _done(self, request, v: reactivation.LinkView, replay: bool, replayed: int) -> bytes:
         log.info("webhook %d reactivated through its link (%s)", v.webhook_id,
                  f"{replayed} buffered events replayed" if replay else
                  f"{v.buffered} buffered events discarded")
         if replay:
-            what = (f"Its {esc(events(replayed))} are being sent now, oldest first."
+            what = (f"Its {events(replayed)} are being sent now, oldest first."
                     if replayed else "It had no buffered events to send.")
         else:
-            what = (f"Its {esc(events(v.buffered))} were discarded."
+            what = (f"Its {events(v.buffered)} were discarded."
                     if v.buffered else "It had no buffered events.")
-        main = f"""<h1>Webhook {v.webhook_id} is active again</h1>
-<p class="notice" role="status" id="outcome">Webhook {v.webhook_id} ({esc(v.app)},
-{esc(v.event)}, <span class="value">{esc(v.url)}</span>) receives events again.
-<span id="outcome-events">{what}</span></p>
-<p class="note">This link has been used and no longer works. If the URL fails again for the
-whole retry schedule, the webhook is deactivated again and a new notification is sent.</p>"""
-        return self._page(request, 200, f"Webhook {v.webhook_id} is active again", main)
+        return self._page(request, 200, "reactivated.html",
+                          f"Webhook {v.webhook_id} is active again", webhook_id=v.webhook_id,
+                          app=v.app, event=v.event, url=v.url, outcome=what)

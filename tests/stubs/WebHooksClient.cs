@@ -69,6 +69,31 @@ public static class WebHooksClient {
         Check(api.DeleteWebHookById(other, password, hook.id).error == 5,
               "another account's webhook: error 5");
 
+        GetWebHookDeliveriesResult log = api.GetWebHookDeliveries(user, password, hook.id,
+            null, 10, true, 0, false);
+        Check(log.error == 0 && (log.result ?? new Delivery[0]).Length == 0,
+              "GetWebHookDeliveries: none yet", log.message);
+        Check(api.GetWebHookDeliveries(user, password, hook.id, "lost", 0, false, 0, false)
+              .error == 6, "GetWebHookDeliveries state=lost: error 6");
+        // hooks.example.com does not resolve here: an answer without a status.
+        TestWebHookResult tested = api.TestWebHook(user, password, hook.id);
+        Check(tested.error == 0 && !tested.result.statusSpecified && tested.result.error != null
+              && tested.result.messageId.StartsWith("msg_"), "TestWebHook", tested.message);
+        RotateWebHookSecretResult rotated = api.RotateWebHookSecret(user, password, hook.id,
+            60, true);
+        Check(rotated.error == 0 && rotated.result.secret.StartsWith("whsec_")
+              && rotated.result.secret != hook.secret, "RotateWebHookSecret", rotated.message);
+        Check(api.RotateWebHookSecret(other, password, hook.id, 0, false).error == 5,
+              "RotateWebHookSecret of another account's webhook: error 5");
+        ResendWebHookEventsResult resent = api.ResendWebHookEvents(user, password, hook.id,
+            0, false, DateTime.MinValue, false, DateTime.MinValue, false);
+        Check(resent.error == 0 && resent.resultSpecified && resent.result == 0,
+              "ResendWebHookEvents: nothing to resend", resent.message);
+        Check(api.ResendWebHookEvents(user, password, hook.id, 0, false,
+                  new DateTime(2026, 1, 1, 0, 0, 0, DateTimeKind.Utc), true,
+                  new DateTime(2026, 2, 1, 0, 0, 0, DateTimeKind.Utc), true).error == 6,
+              "ResendWebHookEvents over 31 days: error 6");
+
         DeleteWebHookByIdResult deleted = api.DeleteWebHookById(user, password, hook.id);
         Check(deleted.error == 0 && deleted.resultSpecified && deleted.result == hook.id,
               "DeleteWebHookById", deleted.message);

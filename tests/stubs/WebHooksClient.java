@@ -5,11 +5,16 @@
 import java.net.URL;
 import java.util.ArrayList;
 import java.util.List;
+import javax.xml.datatype.DatatypeFactory;
 
 import soapclient.ActivateWebHookResult;
 import soapclient.CreateWebHookResult;
 import soapclient.DeleteWebHookByIdResult;
+import soapclient.GetWebHookDeliveriesResult;
 import soapclient.GetWebHooksResult;
+import soapclient.ResendWebHookEventsResult;
+import soapclient.RotateWebHookSecretResult;
+import soapclient.TestWebHookResult;
 import soapclient.WebHook;
 import soapclient.WebHookService;
 import soapclient.WebHookService_Service;
@@ -86,6 +91,36 @@ public class WebHooksClient {
               .getError() == 4, "error 4", null);
         check(api.deleteWebHookById(other, password, hook.getId()).getError() == 5,
               "another account's webhook: error 5", null);
+
+        GetWebHookDeliveriesResult log = api.getWebHookDeliveries(user, password, hook.getId(),
+            null, 10, null);
+        check(log.getError() == 0 && (log.getResult() == null
+              || log.getResult().getDelivery().isEmpty()), "getWebHookDeliveries: none yet",
+              log.getMessage());
+        check(api.getWebHookDeliveries(user, password, hook.getId(), "lost", null, null)
+              .getError() == 6, "getWebHookDeliveries state=lost: error 6", null);
+        // hooks.example.com does not resolve here: an answer without a status.
+        TestWebHookResult tested = api.testWebHook(user, password, hook.getId());
+        check(tested.getError() == 0 && tested.getResult().getStatus() == null
+              && tested.getResult().getError() != null
+              && tested.getResult().getMessageId().startsWith("msg_"), "testWebHook",
+              tested.getMessage());
+        RotateWebHookSecretResult rotated = api.rotateWebHookSecret(user, password,
+            hook.getId(), 60);
+        check(rotated.getError() == 0 && rotated.getResult().getSecret().startsWith("whsec_")
+              && !rotated.getResult().getSecret().equals(hook.getSecret()),
+              "rotateWebHookSecret", rotated.getMessage());
+        check(api.rotateWebHookSecret(other, password, hook.getId(), null).getError() == 5,
+              "rotateWebHookSecret of another account's webhook: error 5", null);
+        ResendWebHookEventsResult resent = api.resendWebHookEvents(user, password,
+            hook.getId(), null, null, null);
+        check(resent.getError() == 0 && resent.getResult() == 0,
+              "resendWebHookEvents: nothing to resend", resent.getMessage());
+        DatatypeFactory dates = DatatypeFactory.newInstance();
+        check(api.resendWebHookEvents(user, password, hook.getId(), null,
+                  dates.newXMLGregorianCalendar("2026-01-01T00:00:00Z"),
+                  dates.newXMLGregorianCalendar("2026-02-01T00:00:00Z")).getError() == 6,
+              "resendWebHookEvents over 31 days: error 6", null);
 
         DeleteWebHookByIdResult deleted = api.deleteWebHookById(user, password, hook.getId());
         check(deleted.getError() == 0 && deleted.getResult() == hook.getId(),

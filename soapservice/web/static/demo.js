@@ -199,6 +199,40 @@
     };
   }
 
+  // Text split into pieces with a line-break opportunity (<wbr>) where ``at``
+  // matches: the text stays exactly as it was (copy, screen readers), only the
+  // lines may break there.
+  function breakable(text, at) {
+    const out = [];
+    text.split(at).forEach((piece, i) => {
+      if (i) out.push(el("wbr"));
+      out.push(piece);
+    });
+    return out;
+  }
+
+  const UTC_TIME = /^(\d{4}-\d\d-\d\d)T(\d\d:\d\d:\d\d)(\.\d+)?(Z|\+00:00)$/;
+  const CLIP_AT = 24;
+
+  // A simple value in a table of records, kept narrow so that a whole record fits
+  // the screen: a UTC time shown as date and time (two lines), a long value (URL,
+  // error, secret) cut short with an ellipsis; the full text is the title (shown
+  // on hover) and stays in the page for copying and screen readers.
+  function cellValue(node) {
+    const text = node.textContent;
+    const time = UTC_TIME.exec(text);
+    if (time) {
+      return el("span", { className: "value time", title: text },
+                el("span", { className: "date", text: time[1] }),
+                el("span", { className: "visually-hidden", text: "T" }), time[2],
+                el("span", { className: "visually-hidden", text: (time[3] || "") + time[4] }));
+    }
+    if (text.length > CLIP_AT) {
+      return el("span", { className: "value clip", title: text, text: text });
+    }
+    return el("span", { className: "value" }, ...breakable(text, /(?<=_)/));
+  }
+
   // A result element as HTML: a list of records as a table, a record as a
   // name/value table, a simple value as text.
   function renderValue(node) {
@@ -214,12 +248,14 @@
       }
       const table = el("table", { className: "records" },
         el("caption", { text: kids.length + " × " + kids[0].localName }),
-        el("thead", {}, el("tr", {}, ...columns.map((c) => el("th", { scope: "col", text: c })))));
+        el("thead", {}, el("tr", {}, ...columns.map((c) => el("th", { scope: "col" },
+          ...breakable(c, /(?=[A-Z])/))))));
       const body = el("tbody");
       for (const row of kids) {
         body.append(el("tr", {}, ...columns.map((c) => {
           const cell = children(row).find((x) => x.localName === c);
-          return el("td", {}, cell ? renderValue(cell) : "");
+          return el("td", { className: "col-" + c },
+                    cell ? (children(cell).length ? renderValue(cell) : cellValue(cell)) : "");
         })));
       }
       table.append(body);

@@ -116,7 +116,7 @@ class Receiver:
                     if r["status"] is not None and 200 <= r["status"] < 300
                     and (path is None or r["path"] == path)]
 
-    def wait_for(self, condition, timeout=30.0, what="condition"):
+    def wait_for(self, condition, timeout=60.0, what="condition"):
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if condition():
