@@ -104,6 +104,13 @@ class Receiver:
     def reset(self):
         requests.post(self.url + "/reset", timeout=10)
 
+    def hold(self):
+        """Webhook requests wait unanswered until :meth:`release`."""
+        requests.post(self.url + "/hold", timeout=10)
+
+    def release(self):
+        requests.post(self.url + "/release", timeout=10)
+
     def stats(self) -> dict:
         return requests.get(self.url + "/stats", timeout=10).json()
 

@@ -7,7 +7,10 @@ bare loop and soapservice are timed by the same clock at the same place. Paths u
 answered 500; under ``/flaky/P/`` 500 with probability P % (at random), else 200.
 Failures are counted (``failed``), not recorded. Control, as JSON:
 ``GET /stats`` (count, failed, first and last arrival), ``GET /arrivals`` (the records),
-``GET /wait?count=N`` (answers once N requests arrived: no polling), ``POST /reset``.
+``GET /wait?count=N`` (answers once N requests arrived: no polling), ``POST /reset``,
+``POST /hold`` (webhook requests wait unanswered from now on) and ``POST /release``
+(they are answered, and recorded as arriving then: a meter started in between sees
+every delivery).
 Prints its port on the first line of stdout.
 
     python -m bench.receiver
@@ -29,7 +32,7 @@ def main():
     from twisted.web import resource, server
 
     state = {"count": 0, "failed": 0, "first": None, "last": None, "arrivals": [],
-             "hanging": []}
+             "hanging": [], "held": None}
     flaky: dict[bytes, float] = {}
     waiting: list = []  # (count, request): GET /wait?count=N answered once N arrived
 
@@ -48,35 +51,53 @@ def main():
                     request.write(b"{}")
                     request.finish()
 
+    def answer(request) -> bytes:
+        """Answer one webhook request (500 on /fail/ and a flaky miss) and record it."""
+        now = time.time()
+        path = request.path
+        if path.startswith(b"/fail/") or (path.startswith(b"/flaky/")
+                                          and random.random() < _rate(path)):
+            request.content.read()
+            state["failed"] += 1
+            request.setResponseCode(500)
+            return b"failing on purpose"
+        body = request.content.read()
+        match = _K.search(body)
+        state["count"] += 1
+        if state["first"] is None:
+            state["first"] = now
+        state["last"] = now
+        state["arrivals"].append((now, path.decode(), int(match.group(1)) if match
+                                  else None))
+        if waiting:
+            answer_waiting()
+        return b"ok"
+
     class Receiver(resource.Resource):
         isLeaf = True
 
         def render_POST(self, request):
-            now = time.time()
             path = request.path
             if path == b"/reset":
                 state.update(count=0, failed=0, first=None, last=None, arrivals=[])
                 return b"{}"
+            if path == b"/hold":
+                state["held"] = state["held"] or []
+                return b"{}"
+            if path == b"/release":
+                held, state["held"] = state["held"] or [], None
+                for waiting_request in held:
+                    if not waiting_request._disconnected:
+                        waiting_request.write(answer(waiting_request))
+                        waiting_request.finish()
+                return b"{}"
             if path.startswith(b"/hang/"):
                 state["hanging"].append(request)
                 return server.NOT_DONE_YET
-            if path.startswith(b"/fail/") or (path.startswith(b"/flaky/")
-                                              and random.random() < _rate(path)):
-                request.content.read()
-                state["failed"] += 1
-                request.setResponseCode(500)
-                return b"failing on purpose"
-            body = request.content.read()
-            match = _K.search(body)
-            state["count"] += 1
-            if state["first"] is None:
-                state["first"] = now
-            state["last"] = now
-            state["arrivals"].append((now, path.decode(), int(match.group(1)) if match
-                                      else None))
-            if waiting:
-                answer_waiting()
-            return b"ok"
+            if state["held"] is not None:
+                state["held"].append(request)
+                return server.NOT_DONE_YET
+            return answer(request)
 
         def render_GET(self, request):
             request.setHeader(b"content-type", b"application/json")

@@ -46,14 +46,20 @@ class Flaky:
         self.seen: dict[tuple, list[int]] = collections.defaultdict(list)
         self.ok = 0
         self.delay = 0.0  # seconds before answering (so that deliveries are in flight)
-        # Cleared: answers wait (at most 1 s, well under the workers' 2 s timeout), so
-        # that the deliveries in flight stay in flight while a worker is picked and killed.
+        # Closed (hold()): answers wait until opened, at most 1 s after the closing
+        # (the workers' timeout is 5 s), so that the deliveries in flight stay in flight
+        # while a worker is picked and killed.
         self.gate = threading.Event()
         self.gate.set()
+        self.held_until = 0.0
+
+    def hold(self):
+        self.held_until = time.monotonic() + 1.0
+        self.gate.clear()
 
     def __call__(self, req):
         if not self.gate.is_set():
-            self.gate.wait(timeout=1.0)
+            self.gate.wait(timeout=max(0.0, self.held_until - time.monotonic()))
         if self.delay:
             time.sleep(self.delay)
         data = json.loads(req["body"])
@@ -113,7 +119,7 @@ def test_serve_and_three_workers_share_postgresql(tmp_path, pg_database):
         "SOAPSERVICE_DATABASE_URL": pg_database,
         "SOAPSERVICE_DELIVERY": "0",
         "SOAPSERVICE_RETRY_SCHEDULE": "0.05,0.05,0.05,0.05,0.05,0.05,0.05,0.05",
-        "SOAPSERVICE_DELIVERY_TIMEOUT": "2",
+        "SOAPSERVICE_DELIVERY_TIMEOUT": "5",
         "SOAPSERVICE_WEBHOOK_CONCURRENCY": "100",
     })
     workers = []
@@ -158,7 +164,7 @@ def test_serve_and_three_workers_share_postgresql(tmp_path, pg_database):
                           what="phase 2 under way")
         # Answers are held back for a moment, so that leases pile up instead of coming
         # and going; the worker holding the most of them (deliveries in flight) dies.
-        flaky.gate.clear()
+        flaky.hold()
         deadline = time.monotonic() + 0.8
         while True:
             victim = max(workers, key=lambda w: held_leases(pg_database, w.owner))
@@ -180,11 +186,16 @@ def test_serve_and_three_workers_share_postgresql(tmp_path, pg_database):
                           what=f"{total2} deliveries after the kill")
         check_order(flaky, PER_SUBSCRIBER + more)
         duplicates = flaky.ok - total2
-        assert duplicates <= held, (duplicates, held)
+        # Beside the killed worker's deliveries, an attempt of a live worker that timed
+        # out on a loaded machine after the receiver took it is sent again (at least
+        # once): those are counted apart.
+        timed_out = timeouts(pg_database)
+        assert duplicates <= held + timed_out, (duplicates, held, timed_out)
         takeovers = sum(metric(w.metrics(), "soapservice_lease_takeovers_total")
                         for w in workers)
         assert takeovers == held, (takeovers, held)
-        print(f"phase 2: killed worker held {held} leases, {duplicates} delivered twice, "
+        print(f"phase 2: killed worker held {held} leases, {duplicates} delivered twice "
+              f"({timed_out} attempts timed out), "
               f"{time.monotonic() - started - phase1:.1f} s")
     finally:
         for w in workers:
@@ -200,6 +211,17 @@ def held_leases(url, owner) -> int:
         with conn.cursor() as cur:
             cur.execute("SELECT count(*) FROM delivery WHERE lease_owner = %s "
                         "AND state = 0 AND lease_token IS NOT NULL", (owner,))
+            return cur.fetchone()[0]
+    finally:
+        conn.close()
+
+
+def timeouts(url) -> int:
+    import psycopg2
+    conn = psycopg2.connect(url)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT count(*) FROM attempt WHERE error LIKE 'timeout%%'")
             return cur.fetchone()[0]
     finally:
         conn.close()

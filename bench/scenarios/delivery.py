@@ -51,15 +51,17 @@ def run(bench):
         bare_rates.append(receiver.drain_rate(total, timeout))
         for template, rates in ((empty, empty_rates), (backlog, backlog_rates)):
             receiver.reset()
+            receiver.hold()  # nothing is answered before the meter starts
             server = Serve(copy(template, bench.path("delivery")))
             try:
                 meter = CpuMeter([server.pid, receiver.pid])
+                receiver.release()
                 already = receiver.stats()["count"]
                 rates.append(receiver.drain_rate(total, timeout))
                 meter.stop()
                 if rates is empty_rates:
                     cpu.append(meter.per_1000(total - already))
-                    delivered = total - already  # 0: all went out before the meter
+                    delivered = total - already
                     serve_cpu.append(meter.per_pid.get(server.pid, float("nan"))
                                      / delivered * 1000 if delivered else float("nan"))
             finally:
